@@ -1,0 +1,187 @@
+"""The SymPy vocabulary of derivations: named network quantities and a few expression classes.
+
+Every quantity (W^l, b^l, z^l, a^l, delta^l, y, L) is a SymPy IndexedBase (index level) or
+MatrixSymbol (matrix level) registered in a `Quantities` table, so the printer can apply a
+notation and the checker can look up numbers for it. Names are canonical (W_2, delta_1);
+what the reader sees comes from the notation profile.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+from sympy.matrices.expressions.matexpr import MatrixExpr
+
+from . import rules
+from .spec import NetworkSpec
+
+KINDS = ("W", "b", "z", "a", "delta", "y", "L")
+
+
+@dataclass(frozen=True)
+class Atom:
+    kind: str          # one of KINDS
+    layer: int | None  # None for y and L
+    batch: bool = False  # one column per sample (A, Z, Delta, Y) or per-sample scalar (L_s)
+
+
+class Partial(sp.Expr):
+    """The partial derivative d num / d den of scalar quantities, kept unevaluated."""
+
+    is_commutative = True
+
+    def __new__(cls, num, den):
+        return sp.Expr.__new__(cls, num, den)
+
+    @property
+    def num(self):
+        return self.args[0]
+
+    @property
+    def den(self):
+        return self.args[1]
+
+    def _eval_subs(self, old, new):  # keep d/d(w_jk) intact when indices are substituted
+        return None
+
+
+class MatPartial(MatrixExpr):
+    """dL/dX for a scalar L and a matrix quantity X: a matrix shaped like X."""
+
+    def __new__(cls, num, den):
+        return sp.Basic.__new__(cls, num, den)
+
+    @property
+    def shape(self):
+        return self.args[1].shape
+
+    @property
+    def num(self):
+        return self.args[0]
+
+    @property
+    def den(self):
+        return self.args[1]
+
+
+class Elementwise(MatrixExpr):
+    """f applied to every entry of a matrix: sigma(z^l), sigma'(z^l)."""
+
+    def __new__(cls, function, arg):
+        name = function if isinstance(function, sp.Symbol) else sp.Symbol(function)
+        return sp.Basic.__new__(cls, name, arg)
+
+    @property
+    def function(self) -> str:
+        return self.args[0].name
+
+    @property
+    def arg(self):
+        return self.args[1]
+
+    @property
+    def shape(self):
+        return self.args[1].shape
+
+
+class Diag(MatrixExpr):
+    """The square diagonal matrix with the column vector v on its diagonal."""
+
+    def __new__(cls, vector):
+        return sp.Basic.__new__(cls, vector)
+
+    @property
+    def vector(self):
+        return self.args[0]
+
+    @property
+    def shape(self):
+        return (self.args[0].shape[0], self.args[0].shape[0])
+
+
+def index(name: str) -> sp.Symbol:
+    return sp.Symbol(name, integer=True, positive=True)
+
+
+def prime(function: str) -> str:
+    return function + "_prime"
+
+
+class Quantities:
+    """The named quantities of one network, at index and matrix level."""
+
+    def __init__(self, spec: NetworkSpec):
+        self.spec = spec
+        self.depth = spec.depth
+        self.sizes = tuple(sp.Integer(s) if isinstance(s, int) else sp.Symbol(s, integer=True, positive=True)
+                           for s in spec.sizes)
+        self.samples = (sp.Integer(spec.samples) if isinstance(spec.samples, int)
+                        else sp.Symbol(spec.samples, integer=True, positive=True))
+        self.atoms: dict[str, Atom] = {}
+        self.functions: dict[str, rules.Activation] = {}
+        self.layer_function: list[str] = [""]
+        for layer in spec.layers:
+            row = rules.activation(layer.activation, sp.Rational(layer.slope.numerator, layer.slope.denominator)
+                                   if layer.slope is not None else None)
+            name = layer.activation
+            if layer.activation == "leaky_relu" and layer.slope is not None:
+                name = f"leaky_relu__{layer.slope.numerator}_{layer.slope.denominator}"
+            self.functions[name] = row
+            self.layer_function.append(name)
+        self.loss = sp.Symbol("L")
+        self.atoms["L"] = Atom("L", None)
+        self._bases: dict[str, object] = {}
+
+    # ----------------------------------------------------------------- registration
+    def _base(self, name: str, atom: Atom, factory):
+        if name not in self._bases:
+            self._bases[name] = factory()
+            self.atoms[name] = atom
+        return self._bases[name]
+
+    def entry(self, kind: str, layer: int | None = None, batch: bool = False) -> sp.IndexedBase:
+        """The IndexedBase of a quantity: w[j, k], a[j] (a[j, s] when batch)."""
+        if kind == "a" and layer == self.depth + 1:
+            raise ValueError("no layer above the output")
+        name = f"{kind}_{layer}" + ("_s" if batch else "") if layer is not None else kind + ("_s" if batch else "")
+        return self._base(name, Atom(kind, layer, batch), lambda: sp.IndexedBase(name))
+
+    def matrix(self, kind: str, layer: int | None = None, batch: bool = False) -> sp.MatrixSymbol:
+        """W^l (n_l x n_{l-1}), b^l, z^l, a^l, delta^l (n_l x 1) or their batch forms (n_l x m)."""
+        rows, cols = self.shape(kind, layer, batch)
+        name = (f"M{kind}_{layer}" if layer is not None else f"M{kind}") + ("_batch" if batch else "")
+        return self._base(name, Atom(kind, layer, batch), lambda: sp.MatrixSymbol(name, rows, cols))
+
+    def shape(self, kind: str, layer: int | None, batch: bool = False):
+        width = self.samples if batch else sp.Integer(1)
+        if kind == "W":
+            return self.sizes[layer], self.sizes[layer - 1]
+        if kind == "y":
+            return self.sizes[-1], width
+        if kind == "b":
+            return self.sizes[layer], sp.Integer(1)
+        return self.sizes[layer], width
+
+    def sample_loss(self) -> sp.IndexedBase:
+        """L_s, the loss of sample s."""
+        return self.entry("L", None, batch=True)
+
+    def atom(self, base) -> Atom:
+        name = base.name if hasattr(base, "name") else str(base)
+        return self.atoms[name]
+
+    # ------------------------------------------------------------------- functions
+    def f(self, layer: int):
+        return sp.Function(self.layer_function[layer])
+
+    def f_prime(self, layer: int):
+        return sp.Function(prime(self.layer_function[layer]))
+
+    def activation(self, layer: int) -> rules.Activation:
+        return self.functions[self.layer_function[layer]]
+
+    def function_row(self, name: str) -> tuple[rules.Activation, bool]:
+        """(row, is_derivative) for a function name used in an expression."""
+        if name.endswith("_prime"):
+            return self.functions[name[: -len("_prime")]], True
+        return self.functions[name], False

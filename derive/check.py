@@ -1,0 +1,198 @@
+"""Step checks (every step, at random instances) and the numeric cross-check of the gradients."""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+import sympy as sp
+
+from .engine import NetworkDerivation, derive
+from .evaluate import EvaluationError, Evaluator
+from .oracle import Instance, make_instance
+from .steps import Derivation, Step
+
+STEP_RTOL, STEP_ATOL = 1e-6, 1e-9
+GRAD_EPS, GRAD_ATOL, GRAD_RTOL = 1e-6, 1e-5, 1e-3      # as torch.autograd.gradcheck
+MAX_INDEX_SAMPLES = 12
+ENTRYWISE_MAX_PARAMETERS, ENTRYWISE_MAX_DEPTH = 2000, 30
+PER_PARAMETER_DIRECTION_MAX_DEPTH = 200
+
+
+@dataclass(frozen=True)
+class StepCheck:
+    derivation: str
+    position: int          # 1-based within its derivation
+    kind: str
+    justified: bool
+    passed: bool
+    max_error: float
+    points: int            # how many (instance, index) points were compared
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class GradientCheck:
+    parameter: str
+    mode: str              # entrywise | direction | joint-direction
+    max_abs_error: float
+    max_rel_error: float
+    worst_entry: tuple[int, ...] | None
+    passed: bool
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    steps: tuple[StepCheck, ...]
+    gradients: tuple[GradientCheck, ...]
+
+    @property
+    def steps_failed(self) -> int:
+        return sum(not s.passed for s in self.steps)
+
+    @property
+    def passed(self) -> bool:
+        return self.steps_failed == 0 and all(g.passed for g in self.gradients)
+
+    def to_json(self) -> dict:
+        return {
+            "passed": self.passed,
+            "parameters": {g.parameter: {"max_abs_error": g.max_abs_error, "max_rel_error": g.max_rel_error,
+                                         "worst_entry": list(g.worst_entry) if g.worst_entry else None,
+                                         "mode": g.mode, "passed": g.passed} for g in self.gradients},
+            "steps_checked": len(self.steps),
+            "steps_failed": self.steps_failed,
+            "failures": [{"derivation": s.derivation, "step": s.position, "kind": s.kind,
+                          "max_error": s.max_error, "message": s.message} for s in self.steps if not s.passed],
+            "unjustified_steps": sum(not s.justified for s in self.steps),
+        }
+
+
+def check(result: NetworkDerivation, trials: int | None = None, seed: int = 0) -> CheckReport:
+    q = result.quantities
+    if trials is None:
+        trials = 1 if q.depth > 50 else 2
+    instances = [make_instance(q, seed + t) for t in range(trials)]
+    steps: list[StepCheck] = []
+    groups = [("forward", "forward", result.forward)] + [(d.key, d.level, d.steps) for d in result.derivations]
+    for key, level, group in groups:
+        views = [_view(inst, level) for inst in instances[: 1 if level == "concrete" else trials]]
+        rng = np.random.default_rng(seed)
+        for position, step in enumerate(group, start=1):
+            steps.append(check_step(step, views, key, position, rng))
+    return CheckReport(tuple(steps), tuple(cross_check(result, seed=seed + 1000)))
+
+
+def _view(inst: Instance, level: str) -> Instance:
+    """Single-sample derivations speak of the loss of one sample."""
+    return inst if level == "batch" or inst.q.samples == 1 else inst.sample_view(0)
+
+
+def check_step(step: Step, instances: list[Instance], key: str, position: int, rng) -> StepCheck:
+    worst, points = 0.0, 0
+    try:
+        for inst in instances:
+            for bindings in _index_points(step, inst, rng):
+                lhs = Evaluator(inst, bindings)(step.lhs)
+                rhs = Evaluator(inst, bindings)(step.rhs)
+                lhs, rhs = np.asarray(lhs, dtype=float), np.asarray(rhs, dtype=float)
+                if lhs.shape != rhs.shape:
+                    return StepCheck(key, position, step.kind, step.justified, False, float("inf"), points,
+                                     f"shapes differ: {lhs.shape} and {rhs.shape}")
+                scale = np.maximum(np.abs(lhs), np.abs(rhs))
+                excess = np.abs(lhs - rhs) / (STEP_ATOL + STEP_RTOL * scale)
+                worst = max(worst, float(np.max(excess)) if excess.size else 0.0)
+                points += 1
+    except (EvaluationError, KeyError, ValueError, FloatingPointError, ZeroDivisionError) as exc:
+        return StepCheck(key, position, step.kind, step.justified, False, float("inf"), points, f"cannot evaluate: {exc}")
+    passed = worst <= 1.0 and points > 0
+    return StepCheck(key, position, step.kind, step.justified, passed, worst, points,
+                     "" if passed else "the two sides differ" if points else "nothing was compared")
+
+
+def _index_points(step: Step, inst: Instance, rng):
+    if not step.free:
+        yield {}
+        return
+    ranges = []
+    for symbol, bound in step.free:
+        upper = int(round(Evaluator(inst)(bound)))
+        ranges.append(range(1, upper + 1))
+    names = [symbol for symbol, _ in step.free]
+    combos = list(itertools.product(*ranges))
+    if len(combos) > MAX_INDEX_SAMPLES:
+        picks = rng.choice(len(combos), size=MAX_INDEX_SAMPLES, replace=False)
+        combos = [combos[i] for i in sorted(picks)]
+    for combo in combos:
+        yield dict(zip(names, combo))
+
+
+# ------------------------------------------------------------------ numeric cross-check
+
+def engine_gradients(result: NetworkDerivation, inst: Instance) -> dict[str, np.ndarray]:
+    """Evaluate the engine's matrix-form results, with deltas from the engine's own recurrence."""
+    q = result.quantities
+    needs = {"matrix"} | ({"batch"} if q.samples != 1 else set())
+    if not needs <= set(result.levels):
+        result = derive(result.spec, levels=tuple(sorted(needs)))
+    columns: dict[int, list[np.ndarray]] = {l: [] for l in range(1, q.depth + 1)}
+    for s in range(inst.samples):
+        view = inst.sample_view(s) if inst.samples > 1 else inst
+        for l in range(q.depth, 0, -1):
+            delta = np.asarray(Evaluator(view)(result.get("delta", l, "matrix").result.rhs), dtype=float)
+            columns[l].append(delta)
+            view = view.with_values({("delta", l): delta})
+    deltas = {("delta", l): np.hstack(columns[l]) for l in columns}
+    level = "batch" if q.samples != 1 else "matrix"
+    full = inst.with_values(deltas)
+    grads = {}
+    for name in result.parameters:
+        topic = "weight" if name[0] == "W" else "bias"
+        grads[name] = np.asarray(Evaluator(full)(result.get(topic, int(name[1:]), level).result.rhs), dtype=float)
+    return grads
+
+
+def cross_check(result: NetworkDerivation, seed: int = 1000) -> list[GradientCheck]:
+    q = result.quantities
+    inst = make_instance(q, seed)
+    analytic = engine_gradients(result, inst)
+    params = {name: (inst.weights if name[0] == "W" else inst.biases)[int(name[1:])] for name in analytic}
+    total = sum(p.size for p in params.values())
+    if total <= ENTRYWISE_MAX_PARAMETERS and q.depth <= ENTRYWISE_MAX_DEPTH:
+        return [_entrywise(inst, name, analytic[name]) for name in analytic]
+    rng = np.random.default_rng(seed)
+    if q.depth <= PER_PARAMETER_DIRECTION_MAX_DEPTH:
+        return [_direction(inst, {name: rng.normal(size=analytic[name].shape)}, analytic, name) for name in analytic]
+    joint = _direction(inst, {n: rng.normal(size=g.shape) for n, g in analytic.items()}, analytic, "all")
+    return [GradientCheck(n, "joint-direction", joint.max_abs_error, joint.max_rel_error, None, joint.passed)
+            for n in analytic]
+
+
+def _moved(inst: Instance, moves: dict[str, np.ndarray], t: float) -> float:
+    weights, biases = dict(inst.weights), dict(inst.biases)
+    for name, v in moves.items():
+        table = weights if name[0] == "W" else biases
+        table[int(name[1:])] = table[int(name[1:])] + t * v
+    return inst.total_loss(weights, biases)
+
+
+def _entrywise(inst: Instance, name: str, analytic: np.ndarray) -> GradientCheck:
+    numeric = np.zeros_like(analytic)
+    for entry in np.ndindex(*analytic.shape):
+        v = np.zeros_like(analytic)
+        v[entry] = 1.0
+        numeric[entry] = (_moved(inst, {name: v}, GRAD_EPS) - _moved(inst, {name: v}, -GRAD_EPS)) / (2 * GRAD_EPS)
+    diff = np.abs(numeric - analytic)
+    allowed = GRAD_ATOL + GRAD_RTOL * np.abs(numeric)
+    worst = np.unravel_index(int(np.argmax(diff / allowed)), diff.shape)
+    rel = diff / np.maximum(np.maximum(np.abs(numeric), np.abs(analytic)), 1e-12)
+    return GradientCheck(name, "entrywise", float(diff.max()), float(rel.max()),
+                         tuple(int(i) + 1 for i in worst), bool((diff <= allowed).all()))
+
+
+def _direction(inst: Instance, moves: dict[str, np.ndarray], analytic: dict, name: str) -> GradientCheck:
+    numeric = (_moved(inst, moves, GRAD_EPS) - _moved(inst, moves, -GRAD_EPS)) / (2 * GRAD_EPS)
+    predicted = sum(float((analytic[n] * v).sum()) for n, v in moves.items())
+    diff = abs(numeric - predicted)
+    rel = diff / max(abs(numeric), abs(predicted), 1e-12)
+    return GradientCheck(name, "direction", diff, rel, None, diff <= GRAD_ATOL + GRAD_RTOL * abs(numeric))

@@ -1,0 +1,460 @@
+"""derive(spec): the forward equations and, for every layer, delta^l, dL/dW^l and dL/db^l as steps.
+
+Each layer applies its local rule to named quantities (z, a, delta stay symbols), so the cost
+is independent of width and linear in depth; the whole loss is never differentiated at once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sympy as sp
+from sympy import KroneckerDelta as kd, Sum, Transpose, HadamardProduct, MatMul, MatAdd, OneMatrix
+
+from . import rules
+from .algebra import Diag, Elementwise, MatPartial, Partial, Quantities, index, prime
+from .spec import NetworkSpec
+from .steps import (ActivationDerivative, ActivationIdentity, BatchLift, ChainRule, Definition, DeltaDefinition,
+                    Derivation, Differentiate, Expand, KroneckerCollapse, LossDerivative, MatrixLift, Penalty,
+                    SampleSum, Simplification, Simplify, SoftmaxJacobian, Step, Substitute)
+
+LEVELS = ("index", "matrix", "batch", "concrete")
+CONCRETE_MAX_PARAMETERS = 400
+
+J, K, P, I, S = (index(n) for n in ("j", "k", "p", "i", "s"))
+
+
+@dataclass(frozen=True)
+class NetworkDerivation:
+    """Everything derived for one network: forward equations and one Derivation per quantity and level."""
+
+    spec: NetworkSpec
+    quantities: Quantities = field(repr=False, compare=False)
+    forward: tuple[Step, ...]
+    derivations: tuple[Derivation, ...]
+
+    def get(self, topic: str, layer: int | None, level: str) -> Derivation:
+        for d in self.derivations:
+            if d.topic == topic and d.layer == layer and d.level == level:
+                return d
+        raise KeyError(f"no {level}-level derivation of {topic}{layer or ''}")
+
+    @property
+    def levels(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(d.level for d in self.derivations))
+
+    def gradient(self, parameter: str) -> sp.Basic:
+        """The final matrix-form result for 'W2' or 'b1' (batch form when samples != 1)."""
+        topic, layer = {"W": "weight", "b": "bias"}[parameter[0]], int(parameter[1:])
+        level = "batch" if self.quantities.samples != 1 else "matrix"
+        return self.get(topic, layer, level).result.rhs
+
+    @property
+    def parameters(self) -> tuple[str, ...]:
+        out = []
+        for l, layer in enumerate(self.spec.layers, start=1):
+            out.append(f"W{l}")
+            if layer.bias:
+                out.append(f"b{l}")
+        return tuple(out)
+
+
+def derive(spec: NetworkSpec, levels: tuple[str, ...] | None = None) -> NetworkDerivation:
+    q = Quantities(spec)
+    n_params = _parameter_count(spec)
+    if levels is None:
+        levels = ["index", "matrix"]
+        if q.samples != 1:
+            levels.append("batch")
+        if spec.is_concrete and n_params <= CONCRETE_MAX_PARAMETERS:
+            levels.append("concrete")
+    unknown = set(levels) - set(LEVELS)
+    if unknown:
+        raise ValueError(f"unknown level {sorted(unknown)}; levels are {', '.join(LEVELS)}")
+    if "concrete" in levels and not spec.is_concrete:
+        raise ValueError("the concrete level needs every size to be a number")
+    builder = _Builder(q)
+    out: list[Derivation] = []
+    wanted = set(levels)
+    L = spec.depth
+    for l in range(L, 0, -1):
+        index_steps, matrix_steps = builder.delta(l)
+        out += _pick("delta", l, wanted, index=index_steps, matrix=matrix_steps)
+    for l in range(L, 0, -1):
+        index_steps, matrix_steps = builder.weight(l)
+        out += _pick("weight", l, wanted, index=index_steps, matrix=matrix_steps)
+        if "batch" in wanted:
+            out.append(Derivation("weight", l, "batch", builder.batch_weight(l)))
+        if spec.layers[l - 1].bias:
+            index_steps, matrix_steps = builder.bias(l)
+            out += _pick("bias", l, wanted, index=index_steps, matrix=matrix_steps)
+            if "batch" in wanted:
+                out.append(Derivation("bias", l, "batch", builder.batch_bias(l)))
+    if "concrete" in wanted:
+        out += builder.concrete()
+    return NetworkDerivation(spec, q, tuple(builder.forward()), tuple(out))
+
+
+def _pick(topic, layer, wanted, **by_level):
+    return [Derivation(topic, layer, level, tuple(steps)) for level, steps in by_level.items() if level in wanted]
+
+
+def _parameter_count(spec: NetworkSpec) -> int:
+    if not spec.is_concrete:
+        return 0
+    sizes = spec.sizes
+    return sum(sizes[l] * sizes[l - 1] + (sizes[l] if spec.layers[l - 1].bias else 0) for l in range(1, len(sizes)))
+
+
+class _Builder:
+    def __init__(self, q: Quantities):
+        self.q = q
+        spec = q.spec
+        self.L = spec.depth
+        self.loss_row = rules.LOSSES[spec.loss.kind]
+        scale = spec.loss.scale if spec.loss.scale is not None else None
+        self.scale = (sp.Rational(scale.numerator, scale.denominator) if scale is not None
+                      else self.loss_row.default_scale)
+        l2 = spec.loss.l2
+        self.l2 = (None if l2 is None else sp.Symbol(l2) if isinstance(l2, str)
+                   else sp.Rational(l2.numerator, l2.denominator))
+        batch = q.samples != 1
+        # With one sample the per-sample loss is the loss; the penalty joins it there.
+        self.penalty_in_sample = self.l2 is not None and not batch
+        self.reduction = (sp.Integer(1) / q.samples if spec.loss.reduction == "mean" else sp.Integer(1))
+
+    # ----------------------------------------------------------------- shorthands
+    def n(self, l):
+        return self.q.sizes[l]
+
+    def e(self, kind, l=None, batch=False):
+        return self.q.entry(kind, l, batch)
+
+    def m(self, kind, l=None, batch=False):
+        return self.q.matrix(kind, l, batch)
+
+    def data_loss(self):
+        """The symbol whose derivatives the chain rule follows (the penalty does not depend on z)."""
+        return sp.Symbol("L_data") if self.penalty_in_sample else self.q.loss
+
+    def z_sum(self, l, row, dummy):
+        w, a, b = self.e("W", l), self.e("a", l - 1), self.e("b", l)
+        total = Sum(w[row, dummy] * a[dummy], (dummy, 1, self.n(l - 1)))
+        return total + b[row] if self.q.spec.layers[l - 1].bias else total
+
+    def fprime_entry(self, l, j):
+        return self.q.f_prime(l)(self.e("z", l)[j])
+
+    def fprime_matrix(self, l):
+        return Elementwise(prime(self.q.layer_function[l]), self.m("z", l))
+
+    def output_identity(self, l, j):
+        """f'(z_j) in terms of the output a_j, or None when the textbook keeps f'(z)."""
+        row = self.q.activation(l)
+        return None if row.derivative_in_output is None else row.derivative_in_output(self.e("a", l)[j])
+
+    def output_identity_matrix(self, l):
+        name = self.q.activation(l).name
+        a = self.m("a", l)
+        ones = OneMatrix(*a.shape)
+        if name == "sigmoid":
+            return HadamardProduct(a, MatAdd(ones, -a))
+        if name == "tanh":
+            return MatAdd(ones, -HadamardProduct(a, a))
+        if name == "identity":
+            return ones
+        return None
+
+    # -------------------------------------------------------------------- forward
+    def forward(self) -> list[Step]:
+        steps = []
+        for l in range(1, self.L + 1):
+            z, a = self.e("z", l), self.e("a", l)
+            steps.append(Definition(z[J], self.z_sum(l, J, I), "forward", ((J, self.n(l)),), (("what", "z"), ("layer", l))))
+            if self.q.activation(l).vector:
+                value = sp.exp(z[J]) / Sum(sp.exp(z[I]), (I, 1, self.n(l)))
+            else:
+                value = self.q.f(l)(z[J])
+            steps.append(Definition(a[J], value, "forward", ((J, self.n(l)),), (("what", "a"), ("layer", l))))
+        a, y = self.e("a", self.L), self.e("y")
+        if self.loss_row.term is not None:
+            per_sample = Sum(self.loss_row.term(a[K], y[K], self.scale), (K, 1, self.n(self.L)))
+            if self.penalty_in_sample:
+                per_sample = per_sample + self.penalty_expr()
+            steps.append(Definition(self.q.loss, per_sample, "forward", (), (("what", "loss"),)))
+        return steps
+
+    def penalty_expr(self):
+        terms = []
+        for l in range(1, self.L + 1):
+            w = self.e("W", l)
+            terms.append(Sum(w[J, K] ** 2, (J, 1, self.n(l)), (K, 1, self.n(l - 1))))
+        return self.l2 / 2 * sp.Add(*terms)
+
+    # ---------------------------------------------------------------------- delta
+    def delta(self, l):
+        if l == self.L:
+            return self.output_delta()
+        return self.hidden_delta(l)
+
+    def output_delta(self):
+        L, q = self.L, self.q
+        Ld = self.data_loss()
+        a, z, y, d = self.e("a", L), self.e("z", L), self.e("y"), self.e("delta", L)
+        free = ((J, self.n(L)),)
+        row = q.activation(L)
+        simp = rules.simplification_for(row.name, self.loss_row.name)
+        steps = [DeltaDefinition(d[J], Partial(Ld, z[J]), "index", free)]
+        rhs = Sum(Partial(Ld, a[K]) * Partial(a[K], z[J]), (K, 1, self.n(L)))
+        steps.append(ChainRule(steps[-1].rhs, rhs, "index", free, (("via", "a"), ("dummy", K), ("layer", L))))
+        grad = (lambda k: self.loss_row.grad_entry(a[k], y[k], self.scale)) if self.loss_row.grad_entry else None
+        Ma, My, Mz, Md = self.m("a", L), self.m("y"), self.m("z", L), self.m("delta", L)
+        grad_vec = self.loss_gradient_matrix()
+        mats = [DeltaDefinition(Md, MatPartial(Ld, Mz), "matrix")]
+        if not row.vector:
+            fp = self.fprime_entry(L, J)
+            rhs2 = Sum(Partial(Ld, a[K]) * kd(K, J) * q.f_prime(L)(z[J]), (K, 1, self.n(L)))
+            steps.append(ActivationDerivative(rhs, rhs2, "index", free, (("layer", L),)))
+            rhs3 = Partial(Ld, a[J]) * fp
+            steps.append(KroneckerCollapse(rhs2, rhs3, "index", free, (("dummy", K), ("to", J))))
+            m_rhs = HadamardProduct(MatPartial(Ld, Ma), self.fprime_matrix(L))
+            mats.append(MatrixLift(Md, m_rhs, "matrix", (), (("pattern", "hadamard"),)))
+            cur, cur_m = rhs3, m_rhs
+            if grad is not None:
+                cur2 = grad(J) * fp
+                steps.append(LossDerivative(cur, cur2, "index", free, (("loss", self.loss_row.name),)))
+                cur_m2 = HadamardProduct(grad_vec, self.fprime_matrix(L))
+                mats.append(LossDerivative(cur_m, cur_m2, "matrix", (), (("loss", self.loss_row.name),)))
+                cur, cur_m = cur2, cur_m2
+            ident = self.output_identity(L, J)
+            if ident is not None:
+                factor = cur / fp if grad is not None else Partial(Ld, a[J])
+                nxt = factor * ident
+                steps.append(ActivationIdentity(cur, nxt, "index", free, (("activation", row.name), ("layer", L))))
+                ident_m = self.output_identity_matrix(L)
+                left = grad_vec if grad is not None else MatPartial(Ld, Ma)
+                nxt_m = left if row.name == "identity" else HadamardProduct(left, ident_m)
+                mats.append(ActivationIdentity(cur_m, nxt_m, "matrix", (), (("activation", row.name),)))
+                cur, cur_m = nxt, nxt_m
+            if simp is not None:
+                final = self.scale * (a[J] - y[J])
+                steps.append(Simplification(cur, final, "index", free, (("rule", simp.name), ("condition", simp.condition))))
+                mats.append(Simplification(cur_m, self.scale * MatAdd(Ma, -My), "matrix", (), (("rule", simp.name), ("condition", simp.condition))))
+            return steps, mats
+        # softmax output: the full Jacobian
+        jac = a[K] * (kd(K, J) - a[J])
+        rhs2 = Sum(Partial(Ld, a[K]) * jac, (K, 1, self.n(L)))
+        steps.append(SoftmaxJacobian(rhs, rhs2, "index", free, (("layer", L),)))
+        jac_m = MatAdd(Diag(Ma), -MatMul(Ma, Transpose(Ma)))
+        m_rhs = MatMul(jac_m, MatPartial(Ld, Ma))
+        mats.append(MatrixLift(Md, m_rhs, "matrix", (), (("pattern", "jacobian"),)))
+        if grad is None:
+            final = a[J] * (Partial(Ld, a[J]) - Sum(Partial(Ld, a[K]) * a[K], (K, 1, self.n(L))))
+            steps.append(KroneckerCollapse(rhs2, final, "index", free, (("dummy", K), ("to", J))))
+            return steps, mats
+        rhs3 = Sum(grad(K) * jac, (K, 1, self.n(L)))
+        steps.append(LossDerivative(rhs2, rhs3, "index", free, (("loss", self.loss_row.name),)))
+        m_rhs3 = MatMul(jac_m, grad_vec)
+        mats.append(LossDerivative(m_rhs, m_rhs3, "matrix", (), (("loss", self.loss_row.name),)))
+        if simp is not None:   # softmax + cross-entropy
+            rhs4 = Sum(-self.scale * y[K] * (kd(K, J) - a[J]), (K, 1, self.n(L)))
+            steps.append(Simplify(rhs3, rhs4, "index", free, (("cancel", "a_k"),)))
+            rhs5 = self.scale * (-y[J] + a[J] * Sum(y[K], (K, 1, self.n(L))))
+            steps.append(KroneckerCollapse(rhs4, rhs5, "index", free, (("dummy", K), ("to", J))))
+            steps.append(Simplification(rhs5, self.scale * (a[J] - y[J]), "index", free,
+                                        (("rule", simp.name), ("condition", simp.condition))))
+            mats.append(Simplification(m_rhs3, self.scale * MatAdd(Ma, -My), "matrix", (),
+                                       (("rule", simp.name), ("condition", simp.condition))))
+        else:
+            g = lambda k: self.loss_row.grad_entry(a[k], y[k], self.scale)
+            final = a[J] * (g(J) - Sum(g(K) * a[K], (K, 1, self.n(L))))
+            steps.append(KroneckerCollapse(rhs3, final, "index", free, (("dummy", K), ("to", J))))
+        return steps, mats
+
+    def loss_gradient_matrix(self):
+        """dl/da^L as a vector expression, read off the loss table's entry formula."""
+        name, c = self.loss_row.name, self.scale
+        Ma, My = self.m("a", self.L), self.m("y")
+        if name == "squared_error":
+            return 2 * c * MatAdd(Ma, -My)
+        if name == "generic":
+            return MatPartial(self.data_loss(), Ma)
+        ones = OneMatrix(*Ma.shape)
+        recip = Elementwise("reciprocal", Ma)
+        if name == "cross_entropy":
+            return -c * HadamardProduct(My, recip)
+        # binary cross-entropy
+        return c * MatAdd(-HadamardProduct(My, recip),
+                          HadamardProduct(MatAdd(ones, -My), Elementwise("reciprocal", MatAdd(ones, -Ma))))
+
+    def hidden_delta(self, l):
+        q, Ld = self.q, self.data_loss()
+        a, z, d, dn, wn = self.e("a", l), self.e("z", l), self.e("delta", l), self.e("delta", l + 1), self.e("W", l + 1)
+        zn = self.e("z", l + 1)
+        free = ((J, self.n(l)),)
+        side_free = ((K, self.n(l + 1)), (J, self.n(l)))
+        s = [DeltaDefinition(d[J], Partial(Ld, z[J]), "index", free)]
+        r1 = Sum(Partial(Ld, zn[K]) * Partial(zn[K], z[J]), (K, 1, self.n(l + 1)))
+        s.append(ChainRule(s[-1].rhs, r1, "index", free, (("via", "z"), ("dummy", K), ("layer", l + 1))))
+        r2 = Sum(dn[K] * Partial(zn[K], z[J]), (K, 1, self.n(l + 1)))
+        s.append(DeltaDefinition(r1, r2, "index", free, (("layer", l + 1),)))
+        side_lhs = Partial(zn[K], z[J])
+        t1 = Partial(self.z_sum(l + 1, K, I), z[J])
+        s.append(Substitute(side_lhs, t1, "index", side_free, (("what", "z"), ("layer", l + 1))))
+        t2 = Sum(wn[K, I] * Partial(a[I], z[J]), (I, 1, self.n(l)))
+        s.append(Differentiate(t1, t2, "index", side_free, (("wrt", "z"), ("layer", l))))
+        row = q.activation(l)
+        Mw, Mdn, Md = self.m("W", l + 1), self.m("delta", l + 1), self.m("delta", l)
+        back = MatMul(Transpose(Mw), Mdn)
+        if not row.vector:
+            t3 = Sum(wn[K, I] * kd(I, J) * q.f_prime(l)(z[J]), (I, 1, self.n(l)))
+            s.append(ActivationDerivative(t2, t3, "index", side_free, (("layer", l),)))
+            t4 = wn[K, J] * self.fprime_entry(l, J)
+            s.append(KroneckerCollapse(t3, t4, "index", side_free, (("dummy", I), ("to", J))))
+            r3 = Sum(dn[K] * t4, (K, 1, self.n(l + 1)))
+            s.append(Substitute(r2, r3, "index", free, (("what", "side"),)))
+            r4 = self.fprime_entry(l, J) * Sum(wn[K, J] * dn[K], (K, 1, self.n(l + 1)))
+            s.append(Simplify(r3, r4, "index", free, (("factor_out", "fprime"),)))
+            m1 = HadamardProduct(back, self.fprime_matrix(l))
+            mats = [DeltaDefinition(Md, MatPartial(Ld, self.m("z", l)), "matrix"),
+                    MatrixLift(Md, m1, "matrix", (), (("pattern", "transpose"), ("layer", l + 1)))]
+            ident = self.output_identity(l, J)
+            if ident is not None:
+                r5 = ident * Sum(wn[K, J] * dn[K], (K, 1, self.n(l + 1)))
+                s.append(ActivationIdentity(r4, r5, "index", free, (("activation", row.name), ("layer", l))))
+                ident_m = self.output_identity_matrix(l)
+                m2 = back if row.name == "identity" else HadamardProduct(back, ident_m)
+                mats.append(ActivationIdentity(m1, m2, "matrix", (), (("activation", row.name),)))
+            return s, mats
+        t3 = Sum(wn[K, I] * a[I] * (kd(I, J) - a[J]), (I, 1, self.n(l)))
+        s.append(SoftmaxJacobian(t2, t3, "index", side_free, (("layer", l),)))
+        t4 = a[J] * (wn[K, J] - Sum(wn[K, I] * a[I], (I, 1, self.n(l))))
+        s.append(KroneckerCollapse(t3, t4, "index", side_free, (("dummy", I), ("to", J))))
+        r3 = Sum(dn[K] * t4, (K, 1, self.n(l + 1)))
+        s.append(Substitute(r2, r3, "index", free, (("what", "side"),)))
+        Ma = self.m("a", l)
+        m1 = MatMul(MatAdd(Diag(Ma), -MatMul(Ma, Transpose(Ma))), back)
+        mats = [DeltaDefinition(Md, MatPartial(Ld, self.m("z", l)), "matrix"),
+                MatrixLift(Md, m1, "matrix", (), (("pattern", "softmax_transpose"), ("layer", l + 1)))]
+        return s, mats
+
+    # ---------------------------------------------------------- weights and biases
+    def weight(self, l):
+        Ld, L = self.data_loss(), self.q.loss
+        w, z, a, d = self.e("W", l), self.e("z", l), self.e("a", l - 1), self.e("delta", l)
+        free = ((J, self.n(l)), (K, self.n(l - 1)))
+        side_free = ((P, self.n(l)), (J, self.n(l)), (K, self.n(l - 1)))
+        s: list[Step] = []
+        pen = self.l2 * w[J, K] if self.penalty_in_sample else sp.Integer(0)
+        if self.penalty_in_sample:
+            s.append(Penalty(Partial(L, w[J, K]), Partial(Ld, w[J, K]) + pen, "index", free, (("lam", self.l2),)))
+        r1 = Sum(Partial(Ld, z[P]) * Partial(z[P], w[J, K]), (P, 1, self.n(l))) + pen
+        s.append(ChainRule(Partial(Ld, w[J, K]) + pen, r1, "index", free, (("via", "z"), ("dummy", P), ("layer", l))))
+        t1 = Partial(self.z_sum(l, P, I), w[J, K])
+        s.append(Substitute(Partial(z[P], w[J, K]), t1, "index", side_free, (("what", "z"), ("layer", l))))
+        t2 = Sum(kd(P, J) * kd(I, K) * a[I], (I, 1, self.n(l - 1)))
+        s.append(Differentiate(t1, t2, "index", side_free, (("wrt", "w"), ("dummy", I))))
+        t3 = kd(P, J) * a[K]
+        s.append(KroneckerCollapse(t2, t3, "index", side_free, (("dummy", I), ("to", K))))
+        r2 = Sum(Partial(Ld, z[P]) * t3, (P, 1, self.n(l))) + pen
+        s.append(Substitute(r1, r2, "index", free, (("what", "side"),)))
+        r3 = Partial(Ld, z[J]) * a[K] + pen
+        s.append(KroneckerCollapse(r2, r3, "index", free, (("dummy", P), ("to", J))))
+        r4 = d[J] * a[K] + pen
+        s.append(DeltaDefinition(r3, r4, "index", free, (("layer", l),)))
+        Mw, Md, Ma = self.m("W", l), self.m("delta", l), self.m("a", l - 1)
+        result = MatMul(Md, Transpose(Ma))
+        if self.penalty_in_sample:
+            result = MatAdd(result, self.l2 * Mw)
+        mats = [MatrixLift(MatPartial(L, Mw), result, "matrix", (), (("pattern", "outer"), ("layer", l)))]
+        return s, mats
+
+    def bias(self, l):
+        Ld = self.data_loss()
+        b, z, d = self.e("b", l), self.e("z", l), self.e("delta", l)
+        free = ((J, self.n(l)),)
+        side_free = ((P, self.n(l)), (J, self.n(l)))
+        r1 = Sum(Partial(Ld, z[P]) * Partial(z[P], b[J]), (P, 1, self.n(l)))
+        s = [ChainRule(Partial(Ld, b[J]), r1, "index", free, (("via", "z"), ("dummy", P), ("layer", l)))]
+        t1 = Partial(self.z_sum(l, P, I), b[J])
+        s.append(Substitute(Partial(z[P], b[J]), t1, "index", side_free, (("what", "z"), ("layer", l))))
+        s.append(Differentiate(t1, kd(P, J), "index", side_free, (("wrt", "b"),)))
+        r2 = Sum(Partial(Ld, z[P]) * kd(P, J), (P, 1, self.n(l)))
+        s.append(Substitute(r1, r2, "index", free, (("what", "side"),)))
+        r3 = Partial(Ld, z[J])
+        s.append(KroneckerCollapse(r2, r3, "index", free, (("dummy", P), ("to", J))))
+        s.append(DeltaDefinition(r3, d[J], "index", free, (("layer", l),)))
+        mats = [MatrixLift(MatPartial(self.q.loss, self.m("b", l)), self.m("delta", l), "matrix", (), (("pattern", "vector"),))]
+        return s, mats
+
+    # ---------------------------------------------------------------------- batch
+    def batch_weight(self, l):
+        q, L = self.q, self.q.loss
+        w, Ls = self.e("W", l), q.sample_loss()
+        D, A = self.e("delta", l, True), self.e("a", l - 1, True)
+        c, m = self.reduction, q.samples
+        free = ((J, self.n(l)), (K, self.n(l - 1)))
+        pen = self.l2 * w[J, K] if self.l2 is not None else sp.Integer(0)
+        r1 = c * Sum(Partial(Ls[S], w[J, K]), (S, 1, m)) + pen
+        s = [SampleSum(Partial(L, w[J, K]), r1, "batch", free, (("reduction", self.q.spec.loss.reduction), ("penalty", self.l2)))]
+        r2 = c * Sum(D[J, S] * A[K, S], (S, 1, m)) + pen
+        s.append(Substitute(r1, r2, "batch", free, (("what", "per_sample"),)))
+        MD, MA = self.m("delta", l, True), self.m("a", l - 1, True)
+        res = c * MatMul(MD, Transpose(MA))
+        if self.l2 is not None:
+            res = MatAdd(res, self.l2 * self.m("W", l))
+        s.append(BatchLift(MatPartial(L, self.m("W", l)), res, "batch", (), (("pattern", "outer"),)))
+        return tuple(s)
+
+    def batch_bias(self, l):
+        q, L = self.q, self.q.loss
+        b, Ls, D = self.e("b", l), q.sample_loss(), self.e("delta", l, True)
+        c, m = self.reduction, q.samples
+        free = ((J, self.n(l)),)
+        r1 = c * Sum(Partial(Ls[S], b[J]), (S, 1, m))
+        s = [SampleSum(Partial(L, b[J]), r1, "batch", free, (("reduction", self.q.spec.loss.reduction),))]
+        r2 = c * Sum(D[J, S], (S, 1, m))
+        s.append(Substitute(r1, r2, "batch", free, (("what", "per_sample"),)))
+        MD = self.m("delta", l, True)
+        s.append(BatchLift(MatPartial(L, self.m("b", l)), c * MatMul(MD, OneMatrix(m, 1)), "batch", (), (("pattern", "ones"),)))
+        return tuple(s)
+
+    # ------------------------------------------------------------------- concrete
+    def concrete(self) -> list[Derivation]:
+        """Every entry of every gradient written out, built from the delta recurrence so it stays small."""
+        q, Ld = self.q, self.data_loss()
+        sizes = [int(s) for s in q.sizes]
+        deltas: dict[int, list[sp.Expr]] = {}
+        out_index, _ = self.output_delta()
+        top = out_index[-1].rhs
+        deltas[self.L] = [top.xreplace({J: sp.Integer(j)}).doit() for j in range(1, sizes[self.L] + 1)]
+        for l in range(self.L - 1, 0, -1):
+            wn = self.e("W", l + 1)
+            row = q.activation(l)
+            column = []
+            for j in range(1, sizes[l] + 1):
+                back = sp.Add(*[wn[k, j] * deltas[l + 1][k - 1] for k in range(1, sizes[l + 1] + 1)])
+                if row.vector:
+                    a = self.e("a", l)
+                    column.append(sp.Add(*[a[j] * ((1 if i == j else 0) - a[i]) *
+                                           sp.Add(*[wn[k, i] * deltas[l + 1][k - 1] for k in range(1, sizes[l + 1] + 1)])
+                                           for i in range(1, sizes[l] + 1)]))
+                    continue
+                ident = self.output_identity(l, sp.Integer(j))
+                column.append((ident if ident is not None else self.fprime_entry(l, sp.Integer(j))) * back)
+            deltas[l] = column
+        out = []
+        for l in range(self.L, 0, -1):
+            w, b, a = self.e("W", l), self.e("b", l), self.e("a", l - 1)
+            steps = []
+            for j in range(1, sizes[l] + 1):
+                for k in range(1, sizes[l - 1] + 1):
+                    rhs = deltas[l][j - 1] * a[k]
+                    if self.penalty_in_sample:
+                        rhs = rhs + self.l2 * w[j, k]
+                    steps.append(Expand(Partial(q.loss, w[j, k]), rhs, "concrete", (), (("entry", (j, k)),)))
+            out.append(Derivation("weight", l, "concrete", tuple(steps)))
+            if q.spec.layers[l - 1].bias:
+                steps = [Expand(Partial(q.loss, b[j]), deltas[l][j - 1], "concrete", (), (("entry", (j,)),))
+                         for j in range(1, sizes[l] + 1)]
+                out.append(Derivation("bias", l, "concrete", tuple(steps)))
+        return out

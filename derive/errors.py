@@ -1,0 +1,18 @@
+"""Errors a user can cause. The CLI prints their message and exits 2, with no traceback."""
+
+
+class DeriveError(Exception):
+    """Base class for errors caused by user input."""
+
+
+class SpecError(DeriveError):
+    """A network description is malformed: names the field, the bad value and what is accepted."""
+
+    def __init__(self, field: str, value: object, accepted: str, where: str = ""):
+        self.field, self.value, self.accepted = field, value, accepted
+        place = f"{where}: " if where else ""
+        super().__init__(f"{place}{field}: {value!r} is not accepted; expected {accepted}")
+
+
+class TexError(DeriveError):
+    """LaTeX failed; the message quotes the offending line."""

@@ -1,0 +1,265 @@
+"""Random numeric instances of a network and an oracle that knows their true derivatives.
+
+The oracle shares no rule with the engine: every local derivative (loss, activation, linear
+map) is a float64 central difference of the NumPy forward function, chained backwards as
+vector-Jacobian products. Final gradients are also compared against central differences of
+the whole loss (check.py), which use nothing but forward passes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import sympy as sp
+
+from . import rules
+from .algebra import Quantities
+
+LOCAL_EPS = 1e-5
+KINK_MARGIN = 1e-2
+SYMBOLIC_SIZES = (3, 2, 4, 3, 2, 4)   # distinct neighbours, so a missing transpose cannot fit
+SYMBOLIC_SAMPLES = 3
+
+
+def _vjp(fn, x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """g^T d fn / d x, column by column (samples are columns and do not interact)."""
+    out = np.zeros_like(x)
+    for i in range(x.shape[0]):
+        step = np.zeros_like(x)
+        step[i] = LOCAL_EPS
+        out[i] = ((fn(x + step) - fn(x - step)) * g).sum(axis=0) / (2 * LOCAL_EPS)
+    return out
+
+
+@dataclass
+class Instance:
+    """One numeric network: concrete sizes, parameters, inputs and targets (samples are columns)."""
+
+    q: Quantities
+    sizes: tuple[int, ...]
+    samples: int
+    weights: dict[int, np.ndarray]
+    biases: dict[int, np.ndarray]
+    x: np.ndarray
+    y: np.ndarray
+    constants: dict[sp.Symbol, float]
+    loss_scale: float
+    reduction: float          # 1/m for a mean over samples, 1 for a sum
+    penalty: float            # lambda, 0 when there is none
+    overrides: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    # --------------------------------------------------------------- forward values
+    def activation(self, l):
+        return self.q.activation(l)
+
+    def value(self, kind: str, layer: int | None = None) -> np.ndarray:
+        key = (kind, layer)
+        if key in self.overrides:
+            return self.overrides[key]
+        if key not in self._cache:
+            self._cache[key] = self._compute(kind, layer)
+        return self._cache[key]
+
+    def _compute(self, kind, layer):
+        if kind == "W":
+            return self.weights[layer]
+        if kind == "b":
+            return self.biases[layer]
+        if kind == "y":
+            return self.y
+        if kind == "a" and layer == 0:
+            return self.x
+        if kind == "z":
+            return self.weights[layer] @ self.value("a", layer - 1) + self.biases[layer]
+        if kind == "a":
+            return self.activation(layer).numpy(self.value("z", layer))
+        if kind == "L_s":   # per-sample data loss
+            return self.q_loss().numpy(self.value("a", self.depth), self.y, self.loss_scale)
+        if kind == "L_data":
+            return np.array(self.reduction * self.value("L_s").sum())
+        if kind == "L":
+            pen = 0.5 * self.penalty * sum((w ** 2).sum() for w in self.weights.values())
+            return np.array(self.value("L_data") + pen)
+        if kind == "delta":
+            return self._delta(layer)
+        raise KeyError(kind)
+
+    @property
+    def depth(self):
+        return len(self.sizes) - 1
+
+    def q_loss(self):
+        return rules.LOSSES[self.q.spec.loss.kind]
+
+    def _delta(self, l):
+        """Per-sample dL_s/dz^l, by numeric vector-Jacobian products (independent of the engine)."""
+        z = self.value("z", l)
+        if l == self.depth:
+            loss = self.q_loss()
+            g = _vjp(lambda a: loss.numpy(a, self.y, self.loss_scale)[None, :], self.value("a", l),
+                     np.ones((1, z.shape[1])))
+        else:
+            w = self.weights[l + 1]
+            g = _vjp(lambda a: w @ a, self.value("a", l), self.value("delta", l + 1))
+        f = self.activation(l).numpy
+        return _vjp(f, z, g)
+
+    # ------------------------------------------------------------------- gradients
+    def grad(self, kind: str, layer: int | None, loss: str = "L") -> np.ndarray:
+        """dL/dX for X in W, b, z, a (total loss L, data loss L_data)."""
+        key = ("grad", kind, layer, loss)
+        if key in self._cache:
+            return self._cache[key]
+        c = self.reduction
+        if kind == "z":
+            out = c * self.value("delta", layer)
+        elif kind == "a":
+            if layer == self.depth:
+                loss_row = self.q_loss()
+                out = c * _vjp(lambda a: loss_row.numpy(a, self.y, self.loss_scale)[None, :],
+                               self.value("a", layer), np.ones((1, self.samples)))
+            else:
+                w = self.weights[layer + 1]
+                out = c * _vjp(lambda a: w @ a, self.value("a", layer), self.value("delta", layer + 1))
+        elif kind == "W":
+            d, a = self.value("delta", layer), self.value("a", layer - 1)
+            w = self.weights[layer]
+            out = c * _vjp_matrix(lambda W: W @ a, w, d)
+            if loss == "L":
+                out = out + self.penalty * w
+        elif kind == "b":
+            out = c * self.value("delta", layer).sum(axis=1, keepdims=True)
+        else:
+            raise KeyError(kind)
+        self._cache[key] = out
+        return out
+
+    def sample_grad(self, kind: str, layer: int, sample: int) -> np.ndarray:
+        """dL_s/dX for one sample s (0-based), without reduction or penalty."""
+        d = self.value("delta", layer)[:, [sample]]
+        if kind == "W":
+            a = self.value("a", layer - 1)[:, [sample]]
+            return _vjp_matrix(lambda W: W @ a, self.weights[layer], d)
+        if kind == "b":
+            return d
+        raise KeyError(kind)
+
+    # --------------------------------------------------------------------- views
+    def perturbed(self, kind: str, layer: int | None, entry: tuple[int, ...], h: float) -> "Instance":
+        """A copy with one entry of one quantity moved by h; everything downstream recomputed lazily."""
+        base = self.value(kind, layer).copy()
+        base[entry] += h
+        clone = self._clone()
+        if kind == "W":
+            clone.weights = {**self.weights, layer: base}
+        elif kind == "b":
+            clone.biases = {**self.biases, layer: base}
+        elif kind == "a" and layer == 0:
+            clone.x = base
+        elif kind == "y":
+            clone.y = base
+        else:
+            clone.overrides = {**self.overrides, (kind, layer): base}
+        return clone
+
+    def sample_view(self, s: int) -> "Instance":
+        """Sample s alone, with the per-sample loss (no reduction, no penalty)."""
+        clone = self._clone()
+        clone.samples, clone.x, clone.y = 1, self.x[:, [s]], self.y[:, [s]]
+        clone.reduction, clone.penalty = 1.0, 0.0
+        clone.overrides = {k: v[:, [s]] for k, v in self.overrides.items()}
+        return clone
+
+    def with_values(self, values: dict[tuple[str, int], np.ndarray]) -> "Instance":
+        clone = self._clone()
+        clone.overrides = {**self.overrides, **values}
+        return clone
+
+    def _clone(self):
+        return Instance(self.q, self.sizes, self.samples, self.weights, self.biases, self.x, self.y,
+                        self.constants, self.loss_scale, self.reduction, self.penalty, dict(self.overrides))
+
+    def total_loss(self, weights, biases) -> float:
+        probe = self._clone()
+        probe.weights, probe.biases, probe.overrides = weights, biases, {}
+        return float(probe.value("L"))
+
+
+def _vjp_matrix(fn, w, g):
+    out = np.zeros_like(w)
+    for index in np.ndindex(*w.shape):
+        step = np.zeros_like(w)
+        step[index] = LOCAL_EPS
+        out[index] = ((fn(w + step) - fn(w - step)) * g).sum() / (2 * LOCAL_EPS)
+    return out
+
+
+def concrete_sizes(q: Quantities, seed: int) -> tuple[tuple[int, ...], int]:
+    """Small concrete sizes for symbolic ones: neighbours differ so shapes cannot fit by accident."""
+    sizes, symbol_values = [], {}
+    offset = seed % 3
+    for number, size in enumerate(q.sizes):
+        if size.is_Integer:
+            sizes.append(int(size))
+            continue
+        if size not in symbol_values:
+            symbol_values[size] = SYMBOLIC_SIZES[(len(symbol_values) + offset) % len(SYMBOLIC_SIZES)]
+        sizes.append(symbol_values[size])
+    spec_layers = q.spec.layers
+    for l, layer in enumerate(spec_layers, start=1):
+        if layer.activation == "softmax" and sizes[l] < 2:
+            sizes[l] = 2
+    samples = int(q.samples) if q.samples.is_Integer else SYMBOLIC_SAMPLES
+    return tuple(sizes), samples
+
+
+def make_instance(q: Quantities, seed: int = 0, samples: int | None = None) -> Instance:
+    """Seeded random float64 values; pre-activations of kinked activations kept away from the kinks."""
+    rng = np.random.default_rng(seed)
+    sizes, m = concrete_sizes(q, seed)
+    if samples is not None:
+        m = samples
+    spec = q.spec
+    loss = rules.LOSSES[spec.loss.kind]
+    scale = spec.loss.scale
+    c = float(scale) if scale is not None else float(loss.default_scale)
+    constants = {}
+    for size_symbol, value in zip(q.sizes, sizes):
+        if not size_symbol.is_Integer:
+            constants[size_symbol] = value
+    if not q.samples.is_Integer:
+        constants[q.samples] = m
+    lam = 0.0
+    if spec.loss.l2 is not None:
+        lam = float(rng.uniform(0.1, 0.9)) if isinstance(spec.loss.l2, str) else float(spec.loss.l2)
+        if isinstance(spec.loss.l2, str):
+            constants[sp.Symbol(spec.loss.l2)] = lam
+    if loss.target == "real":
+        y = rng.normal(size=(sizes[-1], m))
+    elif loss.target == "unit":
+        y = rng.uniform(0.05, 0.95, size=(sizes[-1], m))
+    else:
+        y = rng.dirichlet(np.ones(sizes[-1]), size=m).T
+    x = rng.normal(size=(sizes[0], m))
+    weights, biases = {}, {}
+    for attempt in range(200):
+        for l in range(1, len(sizes)):
+            weights[l] = rng.normal(scale=1.2 / np.sqrt(sizes[l - 1]), size=(sizes[l], sizes[l - 1]))
+            biases[l] = (rng.normal(scale=0.5, size=(sizes[l], 1)) if spec.layers[l - 1].bias
+                         else np.zeros((sizes[l], 1)))
+        inst = Instance(q, sizes, m, dict(weights), dict(biases), x, y, constants, c,
+                        1.0 / m if spec.loss.reduction == "mean" else 1.0, lam)
+        if _away_from_kinks(inst):
+            return inst
+    raise RuntimeError("could not draw an instance away from the activation kinks")
+
+
+def _away_from_kinks(inst: Instance) -> bool:
+    for l in range(1, inst.depth + 1):
+        kinks = inst.activation(l).kinks
+        if kinks:
+            z = inst.value("z", l)
+            if any(np.abs(z - k).min() < KINK_MARGIN for k in kinks):
+                return False
+    return True

@@ -1,0 +1,251 @@
+"""Network descriptions: the Python API, the YAML format, and their validation.
+
+Sizes are positive integers or symbol names (n_0, m); numbers such as a loss scale are
+read by `fractions.Fraction`, never evaluated.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Union
+
+from .errors import SpecError
+
+Size = Union[int, str]
+
+NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
+SPEC_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+NOTATIONS = ("nielsen", "ng", "rashid", "fromto", "rowvec")
+ACTIVATIONS = ("identity", "leaky_relu", "relu", "sigmoid", "softmax", "softplus", "tanh")
+LOSSES = ("binary_cross_entropy", "cross_entropy", "generic", "squared_error")
+REDUCTIONS = ("mean", "sum")
+MAX_LAYERS = 5000
+
+
+@dataclass(frozen=True)
+class Layer:
+    units: Size
+    activation: str = "sigmoid"
+    bias: bool = True
+    slope: Fraction | None = None  # leaky_relu only
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    kind: str = "squared_error"
+    scale: Fraction | None = None       # None: the loss's own default (1/2 for squared error)
+    reduction: str = "mean"             # over samples, when samples != 1
+    l2: Fraction | str | None = None    # lambda/2 sum_l ||W^l||^2
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    name: str
+    input: Size
+    layers: tuple[Layer, ...]
+    loss: LossSpec = field(default_factory=LossSpec)
+    samples: Size = 1
+    title: str = ""
+    notation: str = "nielsen"
+    symbols: tuple[tuple[str, str], ...] = ()   # per-spec overrides of notation names
+
+    def __post_init__(self):
+        validate(self)
+
+    @property
+    def sizes(self) -> tuple[Size, ...]:
+        return (self.input, *(layer.units for layer in self.layers))
+
+    @property
+    def depth(self) -> int:
+        return len(self.layers)
+
+    @property
+    def is_concrete(self) -> bool:
+        return all(isinstance(s, int) for s in self.sizes)
+
+    def with_notation(self, notation: str) -> "NetworkSpec":
+        return replace(self, notation=notation)
+
+
+def network(name: str, input: Size, layers: list, loss: str | dict | LossSpec = "squared_error",
+            samples: Size = 1, title: str = "", notation: str = "nielsen", symbols: dict | None = None) -> NetworkSpec:
+    """Python API: `network("xor", 2, [(4, "sigmoid"), (1, "sigmoid")], loss="squared_error")`."""
+    return from_mapping({
+        "name": name, "input": input, "title": title, "notation": notation, "samples": samples,
+        "layers": [_layer_mapping(l) for l in layers],
+        "loss": loss if not isinstance(loss, LossSpec) else {
+            "kind": loss.kind, **({"scale": str(loss.scale)} if loss.scale is not None else {}),
+            "reduction": loss.reduction, **({"l2": str(loss.l2)} if loss.l2 is not None else {})},
+        **({"symbols": symbols} if symbols else {}),
+    })
+
+
+def _layer_mapping(layer) -> dict:
+    if isinstance(layer, Layer):
+        out = {"units": layer.units, "activation": layer.activation, "bias": layer.bias}
+        return out | ({"slope": str(layer.slope)} if layer.slope is not None else {})
+    if isinstance(layer, dict):
+        return layer
+    if isinstance(layer, (tuple, list)) and len(layer) == 2:
+        return {"units": layer[0], "activation": layer[1]}
+    raise SpecError("layers", layer, "a Layer, a mapping or a (units, activation) pair")
+
+
+# ------------------------------------------------------------------------- validation
+
+def _size(value: Any, field_name: str) -> Size:
+    if isinstance(value, bool):
+        raise SpecError(field_name, value, "a positive integer or a symbol name such as n_1")
+    if isinstance(value, int):
+        if value < 1:
+            raise SpecError(field_name, value, "a positive integer or a symbol name such as n_1")
+        return value
+    if isinstance(value, str) and NAME_RE.match(value):
+        return value
+    raise SpecError(field_name, value, "a positive integer or a symbol name such as n_1 (letters, digits, _)")
+
+
+def _number(value: Any, field_name: str, positive: bool = True) -> Fraction:
+    if isinstance(value, bool):
+        raise SpecError(field_name, value, "a number such as 1, 0.5 or 1/2")
+    try:
+        number = Fraction(str(value).strip()) if isinstance(value, (int, float, str)) else None
+    except (ValueError, ZeroDivisionError):
+        number = None
+    if number is None or (positive and number <= 0):
+        raise SpecError(field_name, value, "a positive number such as 1, 0.5 or 1/2" if positive else "a number")
+    return number
+
+
+def validate(spec: NetworkSpec) -> None:
+    if not isinstance(spec.name, str) or not SPEC_NAME_RE.match(spec.name):
+        raise SpecError("name", spec.name, "letters, digits, '-' and '_' (it names the output files)")
+    _size(spec.input, "input")
+    _size(spec.samples, "samples")
+    if spec.notation not in NOTATIONS:
+        raise SpecError("notation", spec.notation, "one of " + ", ".join(NOTATIONS))
+    if not spec.layers:
+        raise SpecError("layers", [], "a non-empty list of layers")
+    if len(spec.layers) > MAX_LAYERS:
+        raise SpecError("layers", f"{len(spec.layers)} layers", f"at most {MAX_LAYERS} layers")
+    for number, layer in enumerate(spec.layers, start=1):
+        where = f"layers[{number}]"
+        _size(layer.units, f"{where}.units")
+        if layer.activation not in ACTIVATIONS:
+            raise SpecError(f"{where}.activation", layer.activation, "one of " + ", ".join(ACTIVATIONS))
+        if layer.activation == "softmax" and layer.units == 1:
+            raise SpecError(f"{where}.units", 1, "at least 2 units for softmax (one unit is always 1)")
+        if layer.slope is not None and layer.activation != "leaky_relu":
+            raise SpecError(f"{where}.slope", str(layer.slope), "a slope only with activation leaky_relu")
+    loss = spec.loss
+    if loss.kind not in LOSSES:
+        raise SpecError("loss.kind", loss.kind, "one of " + ", ".join(LOSSES))
+    if loss.reduction not in REDUCTIONS:
+        raise SpecError("loss.reduction", loss.reduction, "one of " + ", ".join(REDUCTIONS))
+    output = spec.layers[-1]
+    if loss.kind in ("binary_cross_entropy", "cross_entropy") and output.activation not in ("sigmoid", "softmax"):
+        raise SpecError("loss.kind", loss.kind,
+                        f"an output activation with values in (0, 1) (sigmoid or softmax) for this loss; "
+                        f"the output layer uses {output.activation}")
+    if loss.kind == "cross_entropy" and output.units == 1:
+        raise SpecError("loss.kind", loss.kind, "at least 2 output units for categorical cross-entropy "
+                        "(use binary_cross_entropy for one unit)")
+    for key, value in spec.symbols:
+        if not NAME_RE.match(key) or not isinstance(value, str) or len(value) > 40:
+            raise SpecError(f"symbols.{key}", value, "a symbol name mapped to a short name")
+
+
+# ------------------------------------------------------------------------------ YAML
+
+SPEC_FIELDS = ("name", "title", "notation", "input", "layers", "loss", "samples", "symbols")
+LAYER_FIELDS = ("units", "activation", "bias", "slope")
+LOSS_FIELDS = ("kind", "scale", "reduction", "l2")
+
+
+def _check_fields(mapping: dict, accepted: tuple[str, ...], where: str) -> None:
+    if not isinstance(mapping, dict):
+        raise SpecError(where or "spec", mapping, "a mapping with fields " + ", ".join(accepted))
+    for key in mapping:
+        if key not in accepted:
+            raise SpecError(f"{where + '.' if where else ''}{key}", mapping[key],
+                            "no such field; accepted fields: " + ", ".join(accepted))
+
+
+def from_mapping(data: Any) -> NetworkSpec:
+    _check_fields(data, SPEC_FIELDS, "")
+    for required in ("name", "input", "layers"):
+        if required not in data:
+            raise SpecError(required, None, "a value: this field is required")
+    raw_layers = data["layers"]
+    if not isinstance(raw_layers, list):
+        raise SpecError("layers", raw_layers, "a non-empty list of layers")
+    layers = []
+    for number, raw in enumerate(raw_layers, start=1):
+        where = f"layers[{number}]"
+        _check_fields(raw, LAYER_FIELDS, where)
+        if "units" not in raw:
+            raise SpecError(f"{where}.units", None, "a positive integer or a symbol name: units is required")
+        act = raw.get("activation", "sigmoid")
+        if not isinstance(act, str):
+            raise SpecError(f"{where}.activation", act, "one of " + ", ".join(ACTIVATIONS))
+        bias = raw.get("bias", True)
+        if not isinstance(bias, bool):
+            raise SpecError(f"{where}.bias", bias, "true or false")
+        slope = _number(raw["slope"], f"{where}.slope") if "slope" in raw else None
+        layers.append(Layer(units=_size(raw["units"], f"{where}.units"), activation=act, bias=bias, slope=slope))
+    raw_loss = data.get("loss", {"kind": "squared_error"})
+    if isinstance(raw_loss, str):
+        raw_loss = {"kind": raw_loss}
+    _check_fields(raw_loss, LOSS_FIELDS, "loss")
+    l2 = raw_loss.get("l2")
+    if l2 is not None:
+        l2 = l2 if isinstance(l2, str) and NAME_RE.match(l2) else _number(l2, "loss.l2")
+    loss = LossSpec(
+        kind=str(raw_loss.get("kind", "squared_error")),
+        scale=_number(raw_loss["scale"], "loss.scale") if "scale" in raw_loss else None,
+        reduction=str(raw_loss.get("reduction", "mean")),
+        l2=l2,
+    )
+    symbols = data.get("symbols") or {}
+    if not isinstance(symbols, dict):
+        raise SpecError("symbols", symbols, "a mapping from symbol roles to names")
+    title = data.get("title", "")
+    if not isinstance(title, str) or len(title) > 200:
+        raise SpecError("title", title, "a line of text (at most 200 characters)")
+    return NetworkSpec(
+        name=str(data["name"]) if isinstance(data["name"], (str, int)) else data["name"],
+        title=title, notation=data.get("notation", "nielsen"),
+        input=_size(data["input"], "input"), layers=tuple(layers), loss=loss,
+        samples=_size(data.get("samples", 1), "samples"),
+        symbols=tuple(sorted((str(k), v) for k, v in symbols.items())),
+    )
+
+
+MAX_SPEC_BYTES = 1_000_000
+
+
+def load(path: str | Path) -> NetworkSpec:
+    import yaml
+
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SpecError("spec file", str(path), f"a readable YAML file ({exc.strerror})") from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise SpecError("spec file", str(path), f"a YAML file under {MAX_SPEC_BYTES} bytes")
+    try:
+        data = yaml.safe_load(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise SpecError("spec file", str(path), "UTF-8 text") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        place = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SpecError("YAML", f"{getattr(exc, 'problem', exc)}{place}", "well-formed YAML", str(path)) from None
+    try:
+        return from_mapping(data)
+    except SpecError as exc:
+        raise SpecError(exc.field, exc.value, exc.accepted, str(path)) from None
