@@ -78,8 +78,9 @@ def check(result: NetworkDerivation, trials: int | None = None, seed: int = 0) -
     for key, level, group in groups:
         views = [_view(inst, level) for inst in instances[: 1 if level == "concrete" else trials]]
         rng = np.random.default_rng(seed)
+        shared = {id(view): Evaluator(view) for view in views}   # entries share delta subexpressions
         for position, step in enumerate(group, start=1):
-            steps.append(check_step(step, views, key, position, rng))
+            steps.append(check_step(step, views, key, position, rng, shared))
     return CheckReport(tuple(steps), tuple(cross_check(result, seed=seed + 1000)))
 
 
@@ -88,13 +89,15 @@ def _view(inst: Instance, level: str) -> Instance:
     return inst if level == "batch" or inst.q.samples == 1 else inst.sample_view(0)
 
 
-def check_step(step: Step, instances: list[Instance], key: str, position: int, rng) -> StepCheck:
+def check_step(step: Step, instances: list[Instance], key: str, position: int, rng,
+               shared: dict | None = None) -> StepCheck:
     worst, points = 0.0, 0
     try:
         for inst in instances:
             for bindings in _index_points(step, inst, rng):
-                lhs = Evaluator(inst, bindings)(step.lhs)
-                rhs = Evaluator(inst, bindings)(step.rhs)
+                evaluate = (shared or {}).get(id(inst)) if not bindings else None
+                evaluate = evaluate or Evaluator(inst, bindings)
+                lhs, rhs = evaluate(step.lhs), evaluate(step.rhs)
                 lhs, rhs = np.asarray(lhs, dtype=float), np.asarray(rhs, dtype=float)
                 if lhs.shape != rhs.shape:
                     return StepCheck(key, position, step.kind, step.justified, False, float("inf"), points,
@@ -132,16 +135,13 @@ def _index_points(step: Step, inst: Instance, rng):
 def engine_gradients(result: NetworkDerivation, inst: Instance) -> dict[str, np.ndarray]:
     """Evaluate the engine's matrix-form results, with deltas from the engine's own recurrence."""
     q = result.quantities
-    needs = {"matrix"} | ({"batch"} if q.samples != 1 else set())
-    if not needs <= set(result.levels):
-        result = derive(result.spec, levels=tuple(sorted(needs)))
     columns: dict[int, list[np.ndarray]] = {l: [] for l in range(1, q.depth + 1)}
     for s in range(inst.samples):
-        view = inst.sample_view(s) if inst.samples > 1 else inst
+        view = (inst.sample_view(s) if inst.samples > 1 else inst).with_values({})
         for l in range(q.depth, 0, -1):
             delta = np.asarray(Evaluator(view)(result.get("delta", l, "matrix").result.rhs), dtype=float)
             columns[l].append(delta)
-            view = view.with_values({("delta", l): delta})
+            view.overrides[("delta", l)] = delta   # one view for all layers: its forward cache stays warm
     deltas = {("delta", l): np.hstack(columns[l]) for l in columns}
     level = "batch" if q.samples != 1 else "matrix"
     full = inst.with_values(deltas)
@@ -152,7 +152,13 @@ def engine_gradients(result: NetworkDerivation, inst: Instance) -> dict[str, np.
     return grads
 
 
+def with_matrix_results(result: NetworkDerivation) -> NetworkDerivation:
+    needs = {"matrix"} | ({"batch"} if result.quantities.samples != 1 else set())
+    return result if needs <= set(result.levels) else derive(result.spec, levels=tuple(sorted(needs)))
+
+
 def cross_check(result: NetworkDerivation, seed: int = 1000) -> list[GradientCheck]:
+    result = with_matrix_results(result)
     q = result.quantities
     inst = make_instance(q, seed)
     analytic = engine_gradients(result, inst)

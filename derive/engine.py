@@ -76,26 +76,27 @@ def derive(spec: NetworkSpec, levels: tuple[str, ...] | None = None) -> NetworkD
     out: list[Derivation] = []
     wanted = set(levels)
     L = spec.depth
+    by_level = {"index": (builder.delta_index, builder.weight_index, builder.bias_index),
+                "matrix": (builder.delta_matrix, builder.weight_matrix, builder.bias_matrix),
+                "batch": (None, builder.batch_weight, builder.batch_bias)}
     for l in range(L, 0, -1):
-        index_steps, matrix_steps = builder.delta(l)
-        out += _pick("delta", l, wanted, index=index_steps, matrix=matrix_steps)
+        for level in ("index", "matrix"):
+            if level in wanted:
+                out.append(Derivation("delta", l, level, tuple(by_level[level][0](l))))
     for l in range(L, 0, -1):
-        index_steps, matrix_steps = builder.weight(l)
-        out += _pick("weight", l, wanted, index=index_steps, matrix=matrix_steps)
-        if "batch" in wanted:
-            out.append(Derivation("weight", l, "batch", builder.batch_weight(l)))
-        if spec.layers[l - 1].bias:
-            index_steps, matrix_steps = builder.bias(l)
-            out += _pick("bias", l, wanted, index=index_steps, matrix=matrix_steps)
-            if "batch" in wanted:
-                out.append(Derivation("bias", l, "batch", builder.batch_bias(l)))
+        for topic, position in (("weight", 1), ("bias", 2)):
+            if topic == "bias" and not spec.layers[l - 1].bias:
+                continue
+            for level in ("index", "matrix", "batch"):
+                if level in wanted:
+                    out.append(Derivation(topic, l, level, tuple(by_level[level][position](l))))
     if "concrete" in wanted:
         out += builder.concrete()
     return NetworkDerivation(spec, q, tuple(builder.forward()), tuple(out))
 
 
-def _pick(topic, layer, wanted, **by_level):
-    return [Derivation(topic, layer, level, tuple(steps)) for level, steps in by_level.items() if level in wanted]
+def _scaled(c, matrix):
+    return matrix if c == 1 else c * matrix
 
 
 def _parameter_count(spec: NetworkSpec) -> int:
@@ -191,10 +192,11 @@ class _Builder:
         return self.l2 / 2 * sp.Add(*terms)
 
     # ---------------------------------------------------------------------- delta
-    def delta(self, l):
-        if l == self.L:
-            return self.output_delta()
-        return self.hidden_delta(l)
+    def delta_index(self, l):
+        return self.output_delta()[0] if l == self.L else self.hidden_delta(l)
+
+    def delta_matrix(self, l):
+        return self.output_delta()[1] if l == self.L else self.hidden_delta_matrix(l)
 
     def output_delta(self):
         L, q = self.L, self.q
@@ -238,7 +240,7 @@ class _Builder:
             if simp is not None:
                 final = self.scale * (a[J] - y[J])
                 steps.append(Simplification(cur, final, "index", free, (("rule", simp.name), ("condition", simp.condition))))
-                mats.append(Simplification(cur_m, self.scale * MatAdd(Ma, -My), "matrix", (), (("rule", simp.name), ("condition", simp.condition))))
+                mats.append(Simplification(cur_m, _scaled(self.scale, MatAdd(Ma, -My)), "matrix", (), (("rule", simp.name), ("condition", simp.condition))))
             return steps, mats
         # softmax output: the full Jacobian
         jac = a[K] * (kd(K, J) - a[J])
@@ -262,7 +264,7 @@ class _Builder:
             steps.append(KroneckerCollapse(rhs4, rhs5, "index", free, (("dummy", K), ("to", J))))
             steps.append(Simplification(rhs5, self.scale * (a[J] - y[J]), "index", free,
                                         (("rule", simp.name), ("condition", simp.condition))))
-            mats.append(Simplification(m_rhs3, self.scale * MatAdd(Ma, -My), "matrix", (),
+            mats.append(Simplification(m_rhs3, _scaled(self.scale, MatAdd(Ma, -My)), "matrix", (),
                                        (("rule", simp.name), ("condition", simp.condition))))
         else:
             g = lambda k: self.loss_row.grad_entry(a[k], y[k], self.scale)
@@ -303,8 +305,6 @@ class _Builder:
         t2 = Sum(wn[K, I] * Partial(a[I], z[J]), (I, 1, self.n(l)))
         s.append(Differentiate(t1, t2, "index", side_free, (("wrt", "z"), ("layer", l))))
         row = q.activation(l)
-        Mw, Mdn, Md = self.m("W", l + 1), self.m("delta", l + 1), self.m("delta", l)
-        back = MatMul(Transpose(Mw), Mdn)
         if not row.vector:
             t3 = Sum(wn[K, I] * kd(I, J) * q.f_prime(l)(z[J]), (I, 1, self.n(l)))
             s.append(ActivationDerivative(t2, t3, "index", side_free, (("layer", l),)))
@@ -314,31 +314,39 @@ class _Builder:
             s.append(Substitute(r2, r3, "index", free, (("what", "side"),)))
             r4 = self.fprime_entry(l, J) * Sum(wn[K, J] * dn[K], (K, 1, self.n(l + 1)))
             s.append(Simplify(r3, r4, "index", free, (("factor_out", "fprime"),)))
-            m1 = HadamardProduct(back, self.fprime_matrix(l))
-            mats = [DeltaDefinition(Md, MatPartial(Ld, self.m("z", l)), "matrix"),
-                    MatrixLift(Md, m1, "matrix", (), (("pattern", "transpose"), ("layer", l + 1)))]
             ident = self.output_identity(l, J)
             if ident is not None:
                 r5 = ident * Sum(wn[K, J] * dn[K], (K, 1, self.n(l + 1)))
                 s.append(ActivationIdentity(r4, r5, "index", free, (("activation", row.name), ("layer", l))))
-                ident_m = self.output_identity_matrix(l)
-                m2 = back if row.name == "identity" else HadamardProduct(back, ident_m)
-                mats.append(ActivationIdentity(m1, m2, "matrix", (), (("activation", row.name),)))
-            return s, mats
+            return s
         t3 = Sum(wn[K, I] * a[I] * (kd(I, J) - a[J]), (I, 1, self.n(l)))
         s.append(SoftmaxJacobian(t2, t3, "index", side_free, (("layer", l),)))
         t4 = a[J] * (wn[K, J] - Sum(wn[K, I] * a[I], (I, 1, self.n(l))))
         s.append(KroneckerCollapse(t3, t4, "index", side_free, (("dummy", I), ("to", J))))
         r3 = Sum(dn[K] * t4, (K, 1, self.n(l + 1)))
         s.append(Substitute(r2, r3, "index", free, (("what", "side"),)))
-        Ma = self.m("a", l)
-        m1 = MatMul(MatAdd(Diag(Ma), -MatMul(Ma, Transpose(Ma))), back)
-        mats = [DeltaDefinition(Md, MatPartial(Ld, self.m("z", l)), "matrix"),
-                MatrixLift(Md, m1, "matrix", (), (("pattern", "softmax_transpose"), ("layer", l + 1)))]
-        return s, mats
+        return s
+
+    def hidden_delta_matrix(self, l):
+        Ld, row = self.data_loss(), self.q.activation(l)
+        Mw, Mdn, Md = self.m("W", l + 1), self.m("delta", l + 1), self.m("delta", l)
+        back = MatMul(Transpose(Mw), Mdn)
+        mats = [DeltaDefinition(Md, MatPartial(Ld, self.m("z", l)), "matrix")]
+        if row.vector:
+            Ma = self.m("a", l)
+            m1 = MatMul(MatAdd(Diag(Ma), -MatMul(Ma, Transpose(Ma))), back)
+            mats.append(MatrixLift(Md, m1, "matrix", (), (("pattern", "softmax_transpose"), ("layer", l + 1))))
+            return mats
+        m1 = HadamardProduct(back, self.fprime_matrix(l))
+        mats.append(MatrixLift(Md, m1, "matrix", (), (("pattern", "transpose"), ("layer", l + 1))))
+        ident_m = self.output_identity_matrix(l)
+        if ident_m is not None:
+            m2 = back if row.name == "identity" else HadamardProduct(back, ident_m)
+            mats.append(ActivationIdentity(m1, m2, "matrix", (), (("activation", row.name),)))
+        return mats
 
     # ---------------------------------------------------------- weights and biases
-    def weight(self, l):
+    def weight_index(self, l):
         Ld, L = self.data_loss(), self.q.loss
         w, z, a, d = self.e("W", l), self.e("z", l), self.e("a", l - 1), self.e("delta", l)
         free = ((J, self.n(l)), (K, self.n(l - 1)))
@@ -361,14 +369,16 @@ class _Builder:
         s.append(KroneckerCollapse(r2, r3, "index", free, (("dummy", P), ("to", J))))
         r4 = d[J] * a[K] + pen
         s.append(DeltaDefinition(r3, r4, "index", free, (("layer", l),)))
+        return s
+
+    def weight_matrix(self, l):
         Mw, Md, Ma = self.m("W", l), self.m("delta", l), self.m("a", l - 1)
         result = MatMul(Md, Transpose(Ma))
         if self.penalty_in_sample:
             result = MatAdd(result, self.l2 * Mw)
-        mats = [MatrixLift(MatPartial(L, Mw), result, "matrix", (), (("pattern", "outer"), ("layer", l)))]
-        return s, mats
+        return [MatrixLift(MatPartial(self.q.loss, Mw), result, "matrix", (), (("pattern", "outer"), ("layer", l)))]
 
-    def bias(self, l):
+    def bias_index(self, l):
         Ld = self.data_loss()
         b, z, d = self.e("b", l), self.e("z", l), self.e("delta", l)
         free = ((J, self.n(l)),)
@@ -383,8 +393,10 @@ class _Builder:
         r3 = Partial(Ld, z[J])
         s.append(KroneckerCollapse(r2, r3, "index", free, (("dummy", P), ("to", J))))
         s.append(DeltaDefinition(r3, d[J], "index", free, (("layer", l),)))
-        mats = [MatrixLift(MatPartial(self.q.loss, self.m("b", l)), self.m("delta", l), "matrix", (), (("pattern", "vector"),))]
-        return s, mats
+        return s
+
+    def bias_matrix(self, l):
+        return [MatrixLift(MatPartial(self.q.loss, self.m("b", l)), self.m("delta", l), "matrix", (), (("pattern", "vector"),))]
 
     # ---------------------------------------------------------------------- batch
     def batch_weight(self, l):
@@ -399,7 +411,7 @@ class _Builder:
         r2 = c * Sum(D[J, S] * A[K, S], (S, 1, m)) + pen
         s.append(Substitute(r1, r2, "batch", free, (("what", "per_sample"),)))
         MD, MA = self.m("delta", l, True), self.m("a", l - 1, True)
-        res = c * MatMul(MD, Transpose(MA))
+        res = _scaled(c, MatMul(MD, Transpose(MA)))
         if self.l2 is not None:
             res = MatAdd(res, self.l2 * self.m("W", l))
         s.append(BatchLift(MatPartial(L, self.m("W", l)), res, "batch", (), (("pattern", "outer"),)))
@@ -415,7 +427,7 @@ class _Builder:
         r2 = c * Sum(D[J, S], (S, 1, m))
         s.append(Substitute(r1, r2, "batch", free, (("what", "per_sample"),)))
         MD = self.m("delta", l, True)
-        s.append(BatchLift(MatPartial(L, self.m("b", l)), c * MatMul(MD, OneMatrix(m, 1)), "batch", (), (("pattern", "ones"),)))
+        s.append(BatchLift(MatPartial(L, self.m("b", l)), _scaled(c, MatMul(MD, OneMatrix(m, 1))), "batch", (), (("pattern", "ones"),)))
         return tuple(s)
 
     # ------------------------------------------------------------------- concrete

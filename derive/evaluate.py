@@ -179,6 +179,8 @@ class Evaluator:
             return np.diag(self(e.vector).reshape(-1))
         if isinstance(e, sp.OneMatrix):
             return np.ones((self._int(e.shape[0]), self._int(e.shape[1])))
+        if isinstance(e, sp.Identity):
+            return np.eye(self._int(e.shape[0]))
         if isinstance(e, sp.ZeroMatrix):
             return np.zeros((self._int(e.shape[0]), self._int(e.shape[1])))
         if isinstance(e, MatPartial):

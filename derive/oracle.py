@@ -58,8 +58,34 @@ class Instance:
         if key in self.overrides:
             return self.overrides[key]
         if key not in self._cache:
-            self._cache[key] = self._compute(kind, layer)
+            # Fill the chain iteratively (deep networks would exhaust Python's recursion limit).
+            if kind in ("z", "a") and layer:
+                self._forward_to(layer)
+            elif kind == "delta":
+                self._backward_to(layer)
+            if key not in self._cache:
+                self._cache[key] = self._compute(kind, layer)
         return self._cache[key]
+
+    def _known(self, kind, layer):
+        return (kind, layer) in self.overrides or (kind, layer) in self._cache
+
+    def _forward_to(self, layer):
+        start = layer
+        while start > 1 and not (self._known("a", start - 1) or self._known("z", start - 1)):
+            start -= 1
+        for l in range(max(start - 1, 1), layer + 1):
+            for kind in ("z", "a"):
+                if not self._known(kind, l):
+                    self._cache[(kind, l)] = self._compute(kind, l)
+
+    def _backward_to(self, layer):
+        top = layer
+        while top < self.depth and not self._known("delta", top + 1):
+            top += 1
+        for l in range(top, layer - 1, -1):
+            if not self._known("delta", l):
+                self._cache[("delta", l)] = self._compute("delta", l)
 
     def _compute(self, kind, layer):
         if kind == "W":

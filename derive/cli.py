@@ -1,0 +1,66 @@
+"""The `derive` command. User errors print one message and exit 2, never a traceback."""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from .errors import DeriveError
+
+EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except DeriveError as exc:
+            click.echo(f"derive: error: {exc}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="derive")
+def main():
+    """Derive, check and typeset backpropagation for a network described in YAML."""
+
+
+@main.command("check")
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--trials", type=click.IntRange(1, 20), default=None, help="Random instances per step (default 2).")
+def check_command(spec_path, as_json, trials):
+    """Check every derivation step and the gradients against central differences.
+
+    Exit 0 when everything checks out, 1 when anything fails, 2 for bad input.
+    """
+    from .check import check
+    from .engine import derive
+    from .spec import load
+
+    spec = load(spec_path)
+    report = check(derive(spec), trials=trials)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2, sort_keys=True))
+    else:
+        _print_report(spec, report)
+    sys.exit(0 if report.passed else EXIT_FAILED)
+
+
+def _print_report(spec, report):
+    click.echo(f"{spec.name}: {len(report.steps)} steps checked, {report.steps_failed} failed")
+    for step in report.steps:
+        if not step.passed:
+            click.echo(f"  FAILED {step.derivation} step {step.position} ({step.kind}): {step.message}")
+    width = max(len(g.parameter) for g in report.gradients)
+    click.echo(f"  {'param':<{width}}  {'max abs err':>11}  {'max rel err':>11}  {'worst':>7}  mode")
+    for g in report.gradients:
+        worst = ",".join(map(str, g.worst_entry)) if g.worst_entry else "-"
+        mark = "ok" if g.passed else "FAILED"
+        click.echo(f"  {g.parameter:<{width}}  {g.max_abs_error:11.2e}  {g.max_rel_error:11.2e}  {worst:>7}  {g.mode} {mark}")
+    click.echo("passed" if report.passed else "FAILED")
+
+
+if __name__ == "__main__":
+    main()
