@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy as sp
 
+from .errors import DeriveError
 from .engine import NetworkDerivation, derive
 from .evaluate import EvaluationError, Evaluator
 from .oracle import Instance, make_instance
@@ -68,8 +69,17 @@ class CheckReport:
         }
 
 
+MAX_CHECKED_PARAMETERS = 2_000_000
+
+
 def check(result: NetworkDerivation, trials: int | None = None, seed: int = 0) -> CheckReport:
     q = result.quantities
+    sizes = [int(s) if s.is_Integer else 4 for s in q.sizes]
+    count = sum(a * b for a, b in zip(sizes[1:], sizes[:-1]))
+    if count > MAX_CHECKED_PARAMETERS:
+        raise DeriveError(f"{count} weights are too many to check numerically here (at most "
+                          f"{MAX_CHECKED_PARAMETERS}); give the sizes as symbols (n_1, ...) to check the "
+                          "derivation at small concrete sizes")
     if trials is None:
         trials = 1 if q.depth > 50 else 2
     instances = [make_instance(q, seed + t) for t in range(trials)]

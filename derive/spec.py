@@ -22,6 +22,7 @@ ACTIVATIONS = ("identity", "leaky_relu", "relu", "sigmoid", "softmax", "softplus
 LOSSES = ("binary_cross_entropy", "cross_entropy", "generic", "squared_error")
 REDUCTIONS = ("mean", "sum")
 MAX_LAYERS = 5000
+MAX_UNITS = 100_000
 
 
 @dataclass(frozen=True)
@@ -100,8 +101,8 @@ def _size(value: Any, field_name: str) -> Size:
     if isinstance(value, bool):
         raise SpecError(field_name, value, "a positive integer or a symbol name such as n_1")
     if isinstance(value, int):
-        if value < 1:
-            raise SpecError(field_name, value, "a positive integer or a symbol name such as n_1")
+        if not 1 <= value <= MAX_UNITS:
+            raise SpecError(field_name, value, f"a positive integer up to {MAX_UNITS} or a symbol name such as n_1")
         return value
     if isinstance(value, str) and NAME_RE.match(value):
         return value

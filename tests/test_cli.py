@@ -1,0 +1,87 @@
+"""End to end: the `derive` command as a user runs it."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from derive import cli
+
+EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.yaml"))
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "derive.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_every_example_checks_out(path):
+    proc = run("check", str(path), "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)
+    assert set(report) >= {"passed", "parameters", "steps_checked", "steps_failed"}
+    assert report["passed"] is True and report["steps_failed"] == 0 and report["steps_checked"] > 20
+    for stats in report["parameters"].values():
+        assert set(stats) >= {"max_abs_error", "max_rel_error", "worst_entry"}
+        assert stats["max_abs_error"] < 1e-5
+
+
+def test_human_report_lists_parameters():
+    proc = run("check", str(EXAMPLES[0]))
+    assert proc.returncode == 0
+    assert "W1" in proc.stdout and "passed" in proc.stdout
+
+
+def test_failing_derivation_exits_1(monkeypatch, tmp_path):
+    """A planted wrong result (missing transpose) must give exit code 1 and name the step."""
+    import dataclasses
+
+    from sympy import MatMul, Transpose
+
+    from derive import engine
+    from derive.steps import Derivation
+
+    real = engine.derive
+
+    def broken(spec, levels=None):
+        result = real(spec, levels)
+        q = result.quantities
+        out = []
+        for d in result.derivations:
+            if d.key == "weight2:matrix":
+                wrong = dataclasses.replace(d.steps[-1], rhs=MatMul(q.matrix("delta", 2), Transpose(q.matrix("delta", 2))) )
+                d = Derivation(d.topic, d.layer, d.level, d.steps[:-1] + (wrong,))
+            out.append(d)
+        return dataclasses.replace(result, derivations=tuple(out))
+
+    monkeypatch.setattr(engine, "derive", broken)
+    spec = tmp_path / "sq.yaml"
+    spec.write_text("name: sq\ninput: 2\nlayers: [{units: 2, activation: tanh}, {units: 2, activation: tanh}]\n")
+    result = CliRunner().invoke(cli.main, ["check", str(spec), "--json"])
+    assert result.exit_code == 1
+    report = json.loads(result.output)
+    assert report["passed"] is False
+    assert any(f["derivation"] == "weight2:matrix" for f in report["failures"])
+
+
+@pytest.mark.parametrize("args,needle", [
+    (("check", "missing.yaml"), "readable"),
+    (("check", "--trials", "0", "x.yaml"), "trials"),
+])
+def test_bad_input_exit_2_without_traceback(args, needle):
+    proc = run(*args)
+    assert proc.returncode == 2 and needle in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_too_large_to_check_is_a_clear_error(tmp_path):
+    spec = tmp_path / "big.yaml"
+    spec.write_text("name: big\ninput: 100000\nlayers: [{units: 100000, activation: tanh}]\n")
+    proc = run("check", str(spec))
+    assert proc.returncode == 2 and "too many" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_help_is_quick_and_lists_check():
+    proc = run("--help")
+    assert proc.returncode == 0 and "check" in proc.stdout
