@@ -11,7 +11,7 @@ import statistics
 import time
 
 from derive import network
-from derive.check import check
+from derive.checks import check
 from derive.engine import derive
 
 

@@ -17,7 +17,7 @@ def __getattr__(name):  # SymPy costs ~0.5 s to import: load it only when deriva
 
         return getattr(engine, name)
     if name in ("check", "CheckReport"):
-        from . import check as check_module
+        from . import checks as check_module
 
         return getattr(check_module, name)
     raise AttributeError(name)

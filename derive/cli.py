@@ -35,7 +35,7 @@ def check_command(spec_path, as_json, trials):
 
     Exit 0 when everything checks out, 1 when anything fails, 2 for bad input.
     """
-    from .check import check
+    from .checks import check
     from .engine import derive
     from .spec import load
 

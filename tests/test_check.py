@@ -7,7 +7,7 @@ from sympy import HadamardProduct, MatMul, Transpose
 
 from derive import network
 from derive.algebra import Elementwise
-from derive.check import check, check_step
+from derive.checks import check, check_step
 from derive.engine import NetworkDerivation, derive
 from derive.oracle import make_instance
 from derive.steps import Derivation, Unjustified

@@ -85,3 +85,13 @@ def test_too_large_to_check_is_a_clear_error(tmp_path):
 def test_help_is_quick_and_lists_check():
     proc = run("--help")
     assert proc.returncode == 0 and "check" in proc.stdout
+
+
+def test_readme_library_example_runs_in_a_fresh_interpreter():
+    code = ("from derive import network, derive, check\n"
+            "r = derive(network('xor', 2, [(4, 'sigmoid'), (1, 'sigmoid')]))\n"
+            "rep = check(r)\n"
+            "print(r.gradient('W1'), rep.passed, len(rep.steps), rep.steps_failed)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["Mdelta_1*Ma_0.T", "True", "75", "0"]

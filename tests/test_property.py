@@ -4,7 +4,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from derive import network
-from derive.check import check, engine_gradients
+from derive.checks import check, engine_gradients
 from derive.engine import derive
 from derive.oracle import make_instance
 
