@@ -139,7 +139,7 @@ class _Builder:
 
     def z_sum(self, l, row, dummy):
         w, a, b = self.e("W", l), self.e("a", l - 1), self.e("b", l)
-        total = Sum(w[row, dummy] * a[dummy], (dummy, 1, self.n(l - 1)))
+        total = Sum(sp.Mul(w[row, dummy], a[dummy], evaluate=False), (dummy, 1, self.n(l - 1)))
         return total + b[row] if self.q.spec.layers[l - 1].bias else total
 
     def fprime_entry(self, l, j):
@@ -229,8 +229,8 @@ class _Builder:
                 cur, cur_m = cur2, cur_m2
             ident = self.output_identity(L, J)
             if ident is not None:
-                factor = cur / fp if grad is not None else Partial(Ld, a[J])
-                nxt = factor * ident
+                factor = grad(J) if grad is not None else Partial(Ld, a[J])
+                nxt = sp.Mul(factor, ident, evaluate=False)   # keep the textbook order: dl/da times f'(z)
                 steps.append(ActivationIdentity(cur, nxt, "index", free, (("activation", row.name), ("layer", L))))
                 ident_m = self.output_identity_matrix(L)
                 left = grad_vec if grad is not None else MatPartial(Ld, Ma)
@@ -253,7 +253,7 @@ class _Builder:
             final = a[J] * (Partial(Ld, a[J]) - Sum(Partial(Ld, a[K]) * a[K], (K, 1, self.n(L))))
             steps.append(KroneckerCollapse(rhs2, final, "index", free, (("dummy", K), ("to", J))))
             return steps, mats
-        rhs3 = Sum(grad(K) * jac, (K, 1, self.n(L)))
+        rhs3 = Sum(sp.Mul(grad(K), jac, evaluate=False), (K, 1, self.n(L)))   # a_k cancels in the next step
         steps.append(LossDerivative(rhs2, rhs3, "index", free, (("loss", self.loss_row.name),)))
         m_rhs3 = MatMul(jac_m, grad_vec)
         mats.append(LossDerivative(m_rhs, m_rhs3, "matrix", (), (("loss", self.loss_row.name),)))
@@ -365,9 +365,9 @@ class _Builder:
         s.append(KroneckerCollapse(t2, t3, "index", side_free, (("dummy", I), ("to", K))))
         r2 = Sum(Partial(Ld, z[P]) * t3, (P, 1, self.n(l))) + pen
         s.append(Substitute(r1, r2, "index", free, (("what", "side"),)))
-        r3 = Partial(Ld, z[J]) * a[K] + pen
+        r3 = sp.Mul(Partial(Ld, z[J]), a[K], evaluate=False) + pen
         s.append(KroneckerCollapse(r2, r3, "index", free, (("dummy", P), ("to", J))))
-        r4 = d[J] * a[K] + pen
+        r4 = sp.Mul(d[J], a[K], evaluate=False) + pen
         s.append(DeltaDefinition(r3, r4, "index", free, (("layer", l),)))
         return s
 

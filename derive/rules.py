@@ -80,7 +80,7 @@ _ACTIVATIONS: dict[str, Activation] = {
         name="sigmoid", latex=r"\sigma",
         form=lambda x: 1 / (1 + sp.exp(-x)),
         derivative=lambda x: sp.exp(-x) / (1 + sp.exp(-x)) ** 2,
-        derivative_in_output=lambda a: a * (1 - a),
+        derivative_in_output=lambda a: sp.Mul(a, 1 - a, evaluate=False),
         numpy=_sigmoid_np,
         numpy_derivative=lambda x: _sigmoid_np(x) * (1 - _sigmoid_np(x)),
         identity_key="sigmoid",

@@ -1,0 +1,194 @@
+"""The one LaTeX printer: notation, partial-derivative fractions, the Hadamard product, deltas."""
+from __future__ import annotations
+
+import re
+
+import sympy as sp
+from sympy.printing.latex import LatexPrinter
+
+from .algebra import Diag, Elementwise, MatPartial, Partial, Quantities
+from .notation import Notation
+
+SAFE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
+GREEK = {"alpha", "beta", "gamma", "lambda", "mu", "eta", "theta", "kappa", "rho", "tau", "nu", "epsilon"}
+
+
+def safe_symbol(name: str) -> str:
+    """User-chosen names (sizes, lambda) reach LaTeX only in this whitelisted form."""
+    base, _, sub = name.partition("_")
+    if not SAFE_NAME.match(base) or (sub and not re.match(r"^[A-Za-z0-9]+$", sub.replace("_", ""))):
+        raise ValueError(f"unsafe symbol name {name!r}")
+    head = "\\" + base if base in GREEK else base if len(base) == 1 else r"\mathit{" + base + "}"
+    return head + (f"_{{{sub.replace('_', '')}}}" if sub else "")
+
+
+class DerivePrinter(LatexPrinter):
+    printmethod = "_derive_latex"
+
+    def __init__(self, quantities: Quantities, notation: Notation):
+        super().__init__({"mul_symbol": None, "fold_short_frac": False, "order": "none"})
+        self.q, self.n = quantities, notation
+
+    # ------------------------------------------------------------------ quantities
+    def _name(self, kind: str, layer, batch: bool, entry: bool) -> str:
+        n, depth = self.n, self.q.depth
+        if kind == "L":
+            return n.loss
+        if kind == "y":
+            return n.batch_target if batch else n.target
+        if kind == "a" and layer == 0:
+            return n.batch_input if batch else n.input
+        base = {"W": n.weight if entry else n.weights, "b": n.bias, "z": n.pre,
+                "a": n.batch_act if batch else n.act, "delta": n.batch_delta if batch else n.delta}[kind]
+        if kind == "z" and batch:
+            base = "Z"
+        return f"{base}^{{{n.label(layer)}}}"
+
+    def _print_Indexed(self, expr):
+        atom = self.q.atom(expr.base.label)
+        name = self._name(atom.kind, atom.layer, atom.batch, entry=True)
+        indices = [self._print(i) for i in expr.indices]
+        if atom.kind == "L":
+            return f"{name}^{{({indices[0]})}}"
+        joined = "".join(indices) if all(len(i) == 1 for i in indices) else ",".join(indices)
+        return f"{name}_{{{joined}}}"
+
+    def _print_MatrixSymbol(self, expr):
+        atom = self.q.atom(expr.name)
+        return self._name(atom.kind, atom.layer, atom.batch, entry=False)
+
+    def _print_Symbol(self, expr, style="plain"):
+        if expr.name == "L":
+            return self.n.loss
+        if expr.name == "L_data":
+            return self.n.loss + r"_{\mathrm{data}}"
+        return safe_symbol(expr.name)
+
+    def _print_Partial(self, expr):
+        num, den = self._print(expr.num), self._print(expr.den)
+        if isinstance(expr.num, (sp.Indexed, sp.Symbol)):
+            return r"\frac{\partial %s}{\partial %s}" % (num, den)
+        return r"\frac{\partial}{\partial %s}\left(%s\right)" % (den, num)
+
+    def _print_MatAdd(self, expr):
+        # constants first, so 1 - a reads as textbooks write it
+        def rank(t):
+            if isinstance(t, (sp.OneMatrix, sp.Identity)):
+                return 0
+            return 2 if isinstance(t, sp.MatMul) and t.args[0].is_number and t.args[0] < 0 else 1
+        terms = sorted(expr.args, key=rank)
+        out = ""
+        for number, term in enumerate(terms):
+            negative = isinstance(term, sp.MatMul) and term.args[0].is_number and term.args[0] < 0
+            if negative:
+                coeff = -term.args[0]
+                rest = sp.MatMul(*term.args[1:]) if len(term.args) > 2 else term.args[1]
+                body = self._print(rest) if coeff == 1 else self._print(coeff) + " " + self._factor(rest)
+                out += " - " + body
+            else:
+                out += ("" if number == 0 else " + ") + self._print(term)
+        return out.lstrip()
+
+    def _print_Mul(self, expr):
+        """1/m before a sum, as (1/m) sum_s ..., rather than a fraction over the whole sum."""
+        coeff, rest = [], []
+        for factor in expr.args:
+            if factor.is_Rational or (isinstance(factor, sp.Pow) and factor.exp == -1 and factor.base.is_Symbol):
+                coeff.append(factor)
+            else:
+                rest.append(factor)
+        if coeff and any(isinstance(f, sp.Sum) for f in rest):
+            c = sp.Mul(*coeff)
+            num, den = sp.fraction(c)
+            sign = "- " if c.could_extract_minus_sign() else ""
+            head = r"\frac{%s}{%s}" % (self._print(abs(num) if num.is_number else num), self._print(den)) if den != 1 else self._print(abs(num))
+            body = " ".join(self._factor_scalar(f) for f in rest)
+            return sign + (head + " " if head != "1" else "") + body
+        return super()._print_Mul(expr)
+
+    def _factor_scalar(self, f):
+        text = self._print(f)
+        return r"\left(%s\right)" % text if isinstance(f, sp.Add) else text
+
+    def _print_Add(self, expr, order=None):
+        saved, self._settings["order"] = self._settings["order"], None   # sums in SymPy's usual order
+        try:
+            return super()._print_Add(expr)
+        finally:
+            self._settings["order"] = saved
+
+    def _print_MatMul(self, expr):
+        coeff = sp.Mul(*[a for a in expr.args if a.is_number])
+        parts = []
+        if coeff == -1:
+            parts.append("-")
+        elif coeff != 1:
+            parts.append(self._print(coeff))
+        for arg in [a for a in expr.args if not a.is_number]:
+            text = self._print(arg)
+            if isinstance(arg, (sp.MatAdd, sp.HadamardProduct, sp.MatMul, sp.Add)):
+                text = r"\left(%s\right)" % text
+            parts.append(text)
+        return " ".join(parts)
+
+    def _print_MatPartial(self, expr):
+        return r"\frac{\partial %s}{\partial %s}" % (self._print(expr.num), self._print(expr.den))
+
+    def _print_KroneckerDelta(self, expr, exp=None):
+        i, j = (self._print(a) for a in expr.args)
+        return r"\delta_{%s%s}" % (i, j) if len(i) == len(j) == 1 else r"\delta_{%s,%s}" % (i, j)
+
+    # ------------------------------------------------------------------- functions
+    def _function_name(self, name: str) -> str:
+        row, derivative = self.q.function_row(name)
+        return row.latex + ("'" if derivative else "")
+
+    def _print_Function(self, expr, exp=None):
+        if isinstance(expr, sp.core.function.AppliedUndef):
+            text = r"%s\left(%s\right)" % (self._function_name(type(expr).__name__), self._print(expr.args[0]))
+            return text if exp is None else r"\left(%s\right)^{%s}" % (text, exp)
+        return super()._print_Function(expr, exp)
+
+    def _print_Elementwise(self, expr):
+        return r"%s\left(%s\right)" % (self._function_name(expr.function), self._print(expr.arg))
+
+    def _print_Diag(self, expr):
+        return r"\operatorname{diag}\left(%s\right)" % self._print(expr.vector)
+
+    def _print_OneMatrix(self, expr):
+        return r"\mathbf{1}"
+
+    def _print_Transpose(self, expr):
+        inner = self._print(expr.arg)
+        if not isinstance(expr.arg, sp.MatrixSymbol) or "^" in inner:
+            inner = r"\left(%s\right)" % inner
+        return r"%s^{%s}" % (inner, self.n.transpose)
+
+    def _print_HadamardProduct(self, expr):
+        numer, denom = [], []
+        for arg in expr.args:
+            if isinstance(arg, Elementwise) and arg.function == "reciprocal":
+                denom.append(arg.arg)
+            else:
+                numer.append(arg)
+        parts = [self._factor(a) for a in numer] or [r"\mathbf{1}"]
+        text = r" \odot ".join(parts)
+        for d in denom:
+            text += r" \oslash " + self._factor(d)
+        return text
+
+    def _print_HadamardPower(self, expr):
+        if expr.exp == 2:
+            base = self._factor(expr.base)
+            return rf"{base} \odot {base}"
+        return r"%s^{\circ %s}" % (self._factor(expr.base), self._print(expr.exp))
+
+    def _factor(self, arg):
+        text = self._print(arg)
+        if isinstance(arg, (sp.MatAdd, sp.HadamardProduct)) or (isinstance(arg, sp.MatMul) and arg.args[0].is_number):
+            return r"\left(%s\right)" % text
+        return text
+
+
+def latex(expr, quantities: Quantities, notation: Notation) -> str:
+    return DerivePrinter(quantities, notation).doprint(expr)
