@@ -62,5 +62,51 @@ def _print_report(spec, report):
     click.echo("passed" if report.passed else "FAILED")
 
 
+@main.command("build")
+@click.argument("spec_paths", metavar="SPEC...", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "out_dir", default="output", show_default=True, type=click.Path(file_okay=False),
+              help="Directory for <name>.tex (and .pdf).")
+@click.option("--pdf", is_flag=True, help="Also compile a PDF with latexmk.")
+@click.option("--lang", type=click.Choice(["en", "zh"]), default="en", show_default=True)
+def build_command(spec_paths, out_dir, pdf, lang):
+    """Typeset the derivation of each SPEC as a step-by-step LaTeX document."""
+    from .documents import build
+    from .spec import load
+
+    specs = [load(path) for path in spec_paths]      # every spec is validated before anything is written
+    failed = False
+    for number, spec in enumerate(specs, start=1):
+        if len(specs) > 1:
+            click.echo(f"[{number}/{len(specs)}] {spec.name} ({lang})", err=True)
+        outcome = build(spec, out_dir, lang=lang, pdf=pdf)
+        click.echo(str(outcome.tex))
+        if outcome.pdf:
+            click.echo(str(outcome.pdf))
+        for warning in outcome.warnings:
+            click.echo(f"derive: warning: {warning}", err=True)
+        failed = failed or not outcome.passed
+    sys.exit(EXIT_FAILED if failed else 0)
+
+
+@main.command("demo")
+@click.option("-o", "--output", "out_dir", default="output", show_default=True, type=click.Path(file_okay=False))
+@click.option("--no-pdf", is_flag=True, help="Write the .tex files only.")
+def demo_command(out_dir, no_pdf):
+    """Build every built-in example, in English and Chinese, into the output directory."""
+    from .documents import build, builtin_examples
+
+    examples = builtin_examples()
+    total = 2 * len(examples)
+    count = 0
+    for spec in examples:
+        for lang in ("en", "zh"):
+            count += 1
+            click.echo(f"[{count}/{total}] {spec.name} ({lang})", err=True)
+            outcome = build(spec, out_dir, lang=lang, pdf=not no_pdf)
+            click.echo(f"  {outcome.pdf or outcome.tex}: {outcome.summary}")
+            for warning in outcome.warnings:
+                click.echo(f"  warning: {warning}", err=True)
+
+
 if __name__ == "__main__":
     main()

@@ -178,7 +178,8 @@ class _Builder:
             steps.append(Definition(a[J], value, "forward", ((J, self.n(l)),), (("what", "a"), ("layer", l))))
         a, y = self.e("a", self.L), self.e("y")
         if self.loss_row.term is not None:
-            per_sample = Sum(self.loss_row.term(a[K], y[K], self.scale), (K, 1, self.n(self.L)))
+            # the constant stands before the sum, as textbooks write 1/2 sum_k (a_k - y_k)^2
+            per_sample = self.scale * Sum(self.loss_row.term(a[K], y[K], sp.Integer(1)), (K, 1, self.n(self.L)))
             if self.penalty_in_sample:
                 per_sample = per_sample + self.penalty_expr()
             steps.append(Definition(self.q.loss, per_sample, "forward", (), (("what", "loss"),)))
@@ -312,11 +313,12 @@ class _Builder:
             s.append(KroneckerCollapse(t3, t4, "index", side_free, (("dummy", I), ("to", J))))
             r3 = Sum(dn[K] * t4, (K, 1, self.n(l + 1)))
             s.append(Substitute(r2, r3, "index", free, (("what", "side"),)))
-            r4 = self.fprime_entry(l, J) * Sum(wn[K, J] * dn[K], (K, 1, self.n(l + 1)))
+            back_sum = Sum(sp.Mul(wn[K, J], dn[K], evaluate=False), (K, 1, self.n(l + 1)))
+            r4 = sp.Mul(self.fprime_entry(l, J), back_sum, evaluate=False)
             s.append(Simplify(r3, r4, "index", free, (("factor_out", "fprime"),)))
             ident = self.output_identity(l, J)
             if ident is not None:
-                r5 = ident * Sum(wn[K, J] * dn[K], (K, 1, self.n(l + 1)))
+                r5 = sp.Mul(ident, back_sum, evaluate=False)
                 s.append(ActivationIdentity(r4, r5, "index", free, (("activation", row.name), ("layer", l))))
             return s
         t3 = Sum(wn[K, I] * a[I] * (kd(I, J) - a[J]), (I, 1, self.n(l)))

@@ -145,12 +145,12 @@ class DerivePrinter(LatexPrinter):
 
     def _print_Function(self, expr, exp=None):
         if isinstance(expr, sp.core.function.AppliedUndef):
-            text = r"%s\left(%s\right)" % (self._function_name(type(expr).__name__), self._print(expr.args[0]))
+            text = r"%s(%s)" % (self._function_name(type(expr).__name__), self._print(expr.args[0]))
             return text if exp is None else r"\left(%s\right)^{%s}" % (text, exp)
         return super()._print_Function(expr, exp)
 
     def _print_Elementwise(self, expr):
-        return r"%s\left(%s\right)" % (self._function_name(expr.function), self._print(expr.arg))
+        return r"%s(%s)" % (self._function_name(expr.function), self._print(expr.arg))
 
     def _print_Diag(self, expr):
         return r"\operatorname{diag}\left(%s\right)" % self._print(expr.vector)
@@ -166,7 +166,10 @@ class DerivePrinter(LatexPrinter):
 
     def _print_HadamardProduct(self, expr):
         numer, denom = [], []
-        for arg in expr.args:
+        flat = []
+        for arg in expr.args:     # the Hadamard product is associative: no nested parentheses
+            flat += list(arg.args) if isinstance(arg, sp.HadamardProduct) else [arg]
+        for arg in flat:
             if isinstance(arg, Elementwise) and arg.function == "reciprocal":
                 denom.append(arg.arg)
             else:

@@ -1,0 +1,51 @@
+"""Build documents: derive, check, render, write atomically, compile."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from .spec import NetworkSpec, load
+
+
+@dataclass(frozen=True)
+class BuildOutcome:
+    tex: Path
+    pdf: Path | None
+    passed: bool
+    summary: str
+    warnings: tuple[str, ...] = ()
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.part")
+    staging.write_text(text, encoding="utf-8")
+    os.replace(staging, path)
+
+
+def build(spec: NetworkSpec, out_dir: str | Path, lang: str = "en", pdf: bool = False) -> BuildOutcome:
+    from .checks import check
+    from .engine import derive
+    from .pdf import compile_pdf
+    from .render import render_document
+
+    result = derive(spec)
+    report = check(result)
+    stem = spec.name if lang == "en" else f"{spec.name}.{lang}"
+    tex_path = Path(out_dir) / f"{stem}.tex"
+    write_atomic(tex_path, render_document(result, report, lang))
+    summary = (f"{len(report.steps)} steps checked, {report.steps_failed} failed; "
+               f"gradients {'match' if all(g.passed for g in report.gradients) else 'DO NOT match'} central differences")
+    pdf_path, warnings = None, ()
+    if pdf:
+        outcome = compile_pdf(tex_path, tex_path.with_suffix(".pdf"), engine="xelatex" if lang == "zh" else "pdflatex")
+        pdf_path, warnings = outcome.path, outcome.warnings
+    return BuildOutcome(tex_path, pdf_path, report.passed, summary, warnings)
+
+
+def builtin_examples() -> list[NetworkSpec]:
+    source = Path(__file__).resolve().parent.parent / "examples"
+    folder = source if source.is_dir() else Path(str(resources.files("derive.examples")))
+    return [load(path) for path in sorted(folder.glob("*.yaml"))]

@@ -1,0 +1,172 @@
+"""The one Jinja environment: derivations -> LaTeX documents. Rendering never differentiates."""
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import jinja2
+import sympy as sp
+
+from .algebra import Quantities
+from .notation import Notation, profile
+from .printing import DerivePrinter
+from .steps import STEP_KINDS, Derivation, Step
+
+LANGS = ("en", "zh")
+LINE_BUDGET = 68            # visible math characters per displayed line
+_INVISIBLE = re.compile(r"\\(left|right|bigl|bigr|mathrm|operatorname|mathbf|mathit)\b|\\[a-zA-Z]+|[{}^_&]")
+_LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def templates_dir() -> Path:
+    source = Path(__file__).resolve().parent.parent / "templates"
+    if (source / "document.tex.j2").is_file():
+        return source
+    return Path(str(resources.files("derive.templates")))
+
+
+def escape_text(text: str) -> str:
+    """Plain text (titles, names) made safe for LaTeX: every special character escaped."""
+    return "".join(_LATEX_SPECIALS.get(ch, ch) for ch in str(text))
+
+
+@functools.lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        block_start_string="((*", block_end_string="*))",
+        variable_start_string="(((", variable_end_string=")))",
+        comment_start_string="((=", comment_end_string="=))",
+        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+        keep_trailing_newline=True, autoescape=False,
+    )
+    env.filters["esc"] = escape_text
+    env.filters["tex"] = _tex_filter
+    return env
+
+
+@jinja2.pass_context
+def _tex_filter(context, expr) -> str:
+    return context["printer"].doprint(expr)
+
+
+# --------------------------------------------------------------------- line breaking
+
+def visible_length(tex: str) -> int:
+    return len(_INVISIBLE.sub("", tex).replace(" ", ""))
+
+
+class Breaker:
+    """Split a long expression into pieces that can start a new aligned line."""
+
+    def __init__(self, printer: DerivePrinter):
+        self.p = printer
+
+    def pieces(self, expr) -> list[str]:
+        p = self.p
+        if visible_length(p.doprint(expr)) <= LINE_BUDGET:
+            return [p.doprint(expr)]
+        if isinstance(expr, sp.Add):
+            out = []
+            for n, term in enumerate(expr.as_ordered_terms()):
+                negative = term.could_extract_minus_sign()
+                sub = self.pieces(-term if negative else term)
+                sign = "- " if negative else ("" if n == 0 else "+ ")
+                out.append(sign + sub[0])
+                out += sub[1:]
+            return out
+        if isinstance(expr, sp.Mul):
+            args = list(expr.args)
+            longest = max(args, key=lambda a: visible_length(p.doprint(a)))
+            if isinstance(longest, (sp.Add, sp.Sum)):
+                before = " ".join(p._factor_scalar(a) for a in args[: args.index(longest)])
+                after = " ".join(p._factor_scalar(a) for a in args[args.index(longest) + 1:])
+                inner = self.pieces(longest)
+                if isinstance(longest, sp.Add):
+                    inner[0], inner[-1] = r"\bigl(" + inner[0], inner[-1] + r"\bigr)"
+                inner[0] = (before + " " + inner[0]).strip()
+                inner[-1] = (inner[-1] + " " + after).strip()
+                return inner
+        if isinstance(expr, sp.Sum):
+            head = p.doprint(sp.Sum(sp.Symbol("BODY"), *expr.limits)).replace("BODY", "").strip()
+            body = self.pieces(expr.function)
+            if isinstance(expr.function, sp.Add):
+                body[0], body[-1] = r"\bigl(" + body[0], body[-1] + r"\bigr)"
+            body[0] = head + " " + body[0]
+            return body
+        return [p.doprint(expr)]
+
+    def lines(self, lhs, rhs, continued: bool) -> list[str]:
+        """Aligned rows: 'lhs &= rhs' (or '&= rhs' when continuing a chain), long rhs broken."""
+        left = "" if continued else self.p.doprint(lhs)
+        packed, current = [], ""
+        for piece in self.pieces(rhs):
+            if current and visible_length(current + piece) > LINE_BUDGET:
+                packed.append(current)
+                current = piece
+            else:
+                current = (current + " " + piece).strip()
+        packed.append(current)
+        rows = [f"{left} &= {packed[0]}"]
+        rows += [rf"&\qquad {piece}" for piece in packed[1:]]
+        return rows
+
+
+@dataclass(frozen=True)
+class Line:
+    step: Step
+    rows: tuple[str, ...]
+
+
+def chain(derivation: Derivation | tuple[Step, ...], printer: DerivePrinter) -> list[Line]:
+    """Steps as aligned rows; a step whose lhs is the previous rhs continues the chain."""
+    steps = derivation.steps if isinstance(derivation, Derivation) else derivation
+    breaker, previous, out = Breaker(printer), None, []
+    for step in steps:
+        continued = previous is not None and step.lhs == previous
+        out.append(Line(step, tuple(breaker.lines(step.lhs, step.rhs, continued))))
+        previous = step.rhs
+    return out
+
+
+def final_equation(derivation, printer: DerivePrinter) -> str:
+    """lhs = result, with lhs the start of the chain that ends in the result."""
+    steps = derivation.steps
+    start = len(steps) - 1
+    while start > 0 and steps[start].lhs == steps[start - 1].rhs:
+        start -= 1
+    return printer.doprint(steps[start].lhs) + " = " + printer.doprint(steps[-1].rhs)
+
+
+def aligned_chain(derivation: Derivation, quantities: Quantities, notation: Notation) -> str:
+    printer = DerivePrinter(quantities, notation)
+    rows = [row for line in chain(derivation, printer) for row in line.rows]
+    return r"\begin{aligned}" + r" \\ ".join(rows) + r"\end{aligned}"
+
+
+# ------------------------------------------------------------------------- documents
+
+def render_document(result, report=None, lang: str = "en") -> str:
+    if lang not in LANGS:
+        raise ValueError(f"language {lang!r}; accepted: {', '.join(LANGS)}")
+    spec, q = result.spec, result.quantities
+    notation = profile(spec.notation, spec.symbols)
+    printer = DerivePrinter(q, notation)
+    context = {
+        "spec": spec, "q": q, "result": result, "report": report, "lang": lang, "printer": printer,
+        "notation": notation, "chain": lambda d: chain(d, printer), "step_kinds": STEP_KINDS,
+        "layers": list(enumerate(spec.layers, start=1)), "depth": spec.depth,
+        "size": lambda l: printer.doprint(q.sizes[l]), "label": notation.label,
+        "activation_tex": lambda l: q.activation(l).latex,
+        "derivations": {d.key: d for d in result.derivations},
+        "has": lambda key: key in {d.key for d in result.derivations},
+        "gradient_tex": lambda name: printer.doprint(result.gradient(name)),
+        "param_tex": lambda name: printer.doprint(q.matrix("W" if name[0] == "W" else "b", int(name[1:]))),
+        "batch": q.samples != 1, "fmt": lambda x: f"{x:.1e}",
+        "final": lambda d: final_equation(d, printer), "final_rhs": lambda d: printer.doprint(d.result.rhs),
+    }
+    return environment().get_template("document.tex.j2").render(**context)
