@@ -3,7 +3,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo test bench clean
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+TEX_PACKAGES := texlive-latex-base texlive-latex-recommended texlive-latex-extra texlive-pictures \
+                texlive-xetex texlive-lang-chinese latexmk
+
+.PHONY: setup tex demo test bench clean
 
 $(BIN)/derive: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,15 +17,16 @@ $(BIN)/derive: pyproject.toml
 
 setup: $(BIN)/derive
 
-# The main job: derive and check every built-in example.
-demo: setup
-	@mkdir -p output
-	@for spec in examples/*.yaml; do \
-	  echo "== $$spec"; $(BIN)/derive check $$spec || exit 1; \
-	  $(BIN)/derive check $$spec --json > output/$$(basename $$spec .yaml).check.json || exit 1; \
-	done
+# TeX Live from Debian's packages, only when latexmk is missing.
+tex:
+	@command -v latexmk >/dev/null || { $(SUDO) apt-get update && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $(TEX_PACKAGES); }
 
-test: setup
+# The main job: every built-in example derived, checked and typeset (.tex and .pdf, en and zh) into output/.
+demo: setup tex
+	$(BIN)/derive demo -o output
+
+test: setup tex
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 bench: setup

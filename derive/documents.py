@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from .spec import NetworkSpec, load
@@ -46,6 +45,6 @@ def build(spec: NetworkSpec, out_dir: str | Path, lang: str = "en", pdf: bool = 
 
 
 def builtin_examples() -> list[NetworkSpec]:
-    source = Path(__file__).resolve().parent.parent / "examples"
-    folder = source if source.is_dir() else Path(str(resources.files("derive.examples")))
+    here = Path(__file__).resolve().parent
+    folder = next(c for c in (here.parent / "examples", here / "examples") if any(c.glob("*.yaml")))
     return [load(path) for path in sorted(folder.glob("*.yaml"))]

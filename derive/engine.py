@@ -82,14 +82,14 @@ def derive(spec: NetworkSpec, levels: tuple[str, ...] | None = None) -> NetworkD
     for l in range(L, 0, -1):
         for level in ("index", "matrix"):
             if level in wanted:
-                out.append(Derivation("delta", l, level, tuple(by_level[level][0](l))))
+                out.append(Derivation("delta", l, level, tuple(by_level[level][0](l)), q))
     for l in range(L, 0, -1):
         for topic, position in (("weight", 1), ("bias", 2)):
             if topic == "bias" and not spec.layers[l - 1].bias:
                 continue
             for level in ("index", "matrix", "batch"):
                 if level in wanted:
-                    out.append(Derivation(topic, l, level, tuple(by_level[level][position](l))))
+                    out.append(Derivation(topic, l, level, tuple(by_level[level][position](l)), q))
     if "concrete" in wanted:
         out += builder.concrete()
     return NetworkDerivation(spec, q, tuple(builder.forward()), tuple(out))
@@ -466,9 +466,9 @@ class _Builder:
                     if self.penalty_in_sample:
                         rhs = rhs + self.l2 * w[j, k]
                     steps.append(Expand(Partial(q.loss, w[j, k]), rhs, "concrete", (), (("entry", (j, k)),)))
-            out.append(Derivation("weight", l, "concrete", tuple(steps)))
+            out.append(Derivation("weight", l, "concrete", tuple(steps), q))
             if q.spec.layers[l - 1].bias:
                 steps = [Expand(Partial(q.loss, b[j]), deltas[l][j - 1], "concrete", (), (("entry", (j,)),))
                          for j in range(1, sizes[l] + 1)]
-                out.append(Derivation("bias", l, "concrete", tuple(steps)))
+                out.append(Derivation("bias", l, "concrete", tuple(steps), q))
         return out

@@ -4,7 +4,6 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import jinja2
@@ -23,10 +22,12 @@ _LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$"
 
 
 def templates_dir() -> Path:
-    source = Path(__file__).resolve().parent.parent / "templates"
-    if (source / "document.tex.j2").is_file():
-        return source
-    return Path(str(resources.files("derive.templates")))
+    """templates/ of a source checkout, or derive/templates/ inside an installed wheel."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "templates", here / "templates"):
+        if (candidate / "document.tex.j2").is_file():
+            return candidate
+    raise FileNotFoundError("derive's templates are missing from this installation")
 
 
 def escape_text(text: str) -> str:

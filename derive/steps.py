@@ -71,6 +71,7 @@ class Derivation:
     layer: int | None
     level: str
     steps: tuple[Step, ...]
+    quantities: object = field(default=None, compare=False, repr=False)   # for display only
 
     @property
     def key(self) -> str:
@@ -81,6 +82,8 @@ class Derivation:
         return self.steps[-1]
 
     def _repr_latex_(self) -> str:  # Jupyter: MathJax and KaTeX both render aligned
-        from .printing import aligned_chain
+        from .notation import profile
+        from .render import aligned_chain
 
-        return "$$" + aligned_chain(self) + "$$"
+        q = self.quantities
+        return "$$" + aligned_chain(self, q, profile(q.spec.notation, q.spec.symbols)) + "$$"

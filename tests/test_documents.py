@@ -1,0 +1,209 @@
+"""Documents: templates, golden .tex, determinism, escaping, PDFs in both languages."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jinja2
+import pytest
+
+from derive import network
+from derive.checks import check
+from derive.documents import build, builtin_examples
+from derive.engine import derive
+from derive.errors import TexError
+from derive.pdf import compile_pdf, have_tex
+from derive.render import environment, escape_text, render_document, templates_dir
+from derive.steps import STEP_KINDS
+
+from conftest import IN_CI
+
+ROOT = Path(__file__).parent.parent
+GOLDEN = Path(__file__).parent / "golden"
+NOISE = re.compile(r"\d\.\de[-+]\d\d")   # rounding-level errors in the check table vary with the CPU
+
+
+def needs_tex():
+    if not have_tex():
+        if IN_CI:
+            pytest.fail("latexmk is missing in CI: .ci/run must install TeX Live")
+        pytest.skip("latexmk not installed")
+
+
+def test_every_step_kind_has_a_template():
+    present = {p.name.removesuffix(".tex.j2") for p in (templates_dir() / "steps").glob("*.tex.j2")}
+    assert set(STEP_KINDS) <= present, set(STEP_KINDS) - present
+
+
+def test_environment_is_strict_and_latex_safe():
+    env = environment()
+    assert env.undefined is jinja2.StrictUndefined and env.trim_blocks and env.lstrip_blocks
+    with pytest.raises(jinja2.UndefinedError):
+        env.from_string("((( missing )))").render()
+    assert env.from_string(r"\frac{a}{b} ((( x )))").render(x=1) == r"\frac{a}{b} 1"
+
+
+def test_plain_text_is_escaped():
+    assert escape_text(r"50% & $x$ \input{/etc/passwd}") == \
+        r"50\% \& \$x\$ \textbackslash{}input\{/etc/passwd\}"
+
+
+def test_title_with_tex_specials_is_escaped_in_the_document():
+    spec = network("t", 2, [(1, "sigmoid")], title=r"Loss #1: 100% \input{/etc/passwd} $x$")
+    tex = render_document(derive(spec), None, "en")
+    assert r"\title{Loss \#1: 100\% \textbackslash{}input\{/etc/passwd\} \$x\$}" in tex
+    assert r"\input{/etc/passwd}" not in tex
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+@pytest.mark.parametrize("spec", builtin_examples(), ids=lambda s: s.name)
+def test_golden_documents(spec, lang, update_golden):
+    result = derive(spec)
+    tex = render_document(result, check(result), lang)
+    path = GOLDEN / f"{spec.name}.{lang}.tex"
+    if update_golden or not path.exists():
+        path.write_text(tex, encoding="utf-8")
+        if not update_golden:
+            pytest.fail(f"golden file {path.name} was missing and has been written; run again")
+    expected = path.read_text(encoding="utf-8")
+    assert NOISE.sub("<err>", tex) == NOISE.sub("<err>", expected), \
+        f"{path.name} differs; if the change is intended, run pytest --update-golden"
+
+
+def test_same_input_same_bytes(tmp_path):
+    spec = builtin_examples()[0]
+    first = build(spec, tmp_path / "a").tex.read_bytes()
+    second = build(spec, tmp_path / "b").tex.read_bytes()
+    assert first == second
+
+
+def test_documents_show_every_parameter_boxed_and_the_check_table():
+    spec = network("x", 2, [(3, "tanh"), (2, "sigmoid")], loss="binary_cross_entropy")
+    result = derive(spec)
+    tex = render_document(result, check(result), "en")
+    assert tex.count(r"\boxed{") == 2 + 4          # two deltas, W1 b1 W2 b2
+    assert r"\odot" in tex and r"W^{2}" in tex and "^{T}" in tex
+    assert "Sigmoid and binary cross-entropy cancel" in tex
+    for name in ("W^{1}", "b^{1}", "W^{2}", "b^{2}"):
+        assert f"${name}$ &" in tex                  # a row of the numeric check table
+    assert r"\section{Every entry written out}" in tex
+
+
+def test_repr_latex_for_notebooks():
+    d = derive(network("x", 2, [(1, "sigmoid")])).get("weight", 1, "index")
+    text = d._repr_latex_()
+    assert text.startswith(r"$$\begin{aligned}") and text.endswith(r"\end{aligned}$$")
+    assert r"\frac{\partial L}{\partial w^{1}_{jk}}" in text and r"\delta_{" in text
+
+
+def test_unbuilt_notation_is_a_clear_error(tmp_path):
+    spec = network("x", 2, [(1, "sigmoid")], notation="ng")
+    proc_spec = tmp_path / "ng.yaml"
+    proc_spec.write_text("name: x\nnotation: ng\ninput: 2\nlayers: [{units: 1}]\n")
+    proc = subprocess.run([sys.executable, "-m", "derive.cli", "build", str(proc_spec), "-o", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "cannot be typeset yet" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "x.tex").exists()
+    del spec
+
+
+def test_build_validates_every_spec_before_writing(tmp_path):
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text("name: good\ninput: 2\nlayers: [{units: 1}]\n")
+    bad.write_text("name: bad\ninput: 2\nlayers: [{units: 1, activation: swish}]\n")
+    proc = subprocess.run([sys.executable, "-m", "derive.cli", "build", str(good), str(bad), "-o", str(tmp_path / "o")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "swish" in proc.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_build_several_reports_progress_on_stderr(tmp_path):
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("name: a\ninput: 2\nlayers: [{units: 1}]\n")
+    b.write_text("name: b\ninput: 1\nlayers: [{units: 1, activation: tanh}]\n")
+    proc = subprocess.run([sys.executable, "-m", "derive.cli", "build", str(a), str(b), "-o", str(tmp_path / "o")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "[1/2] a (en)" in proc.stderr and "[2/2] b (en)" in proc.stderr
+    assert (tmp_path / "o" / "a.tex").is_file() and (tmp_path / "o" / "b.tex").is_file()
+
+
+def test_without_tex_the_tex_is_written_and_the_message_names_packages(tmp_path, monkeypatch):
+    import derive.pdf
+
+    monkeypatch.setattr(derive.pdf.shutil, "which", lambda name: None)
+    from click.testing import CliRunner
+
+    from derive import cli
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: s\ninput: 2\nlayers: [{units: 1}]\n")
+    result = CliRunner().invoke(cli.main, ["build", str(spec), "--pdf", "-o", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "apt-get install" in result.output and "texlive-xetex" in result.output
+    assert (tmp_path / "s.tex").is_file() and not (tmp_path / "s.pdf").exists()
+
+
+# ------------------------------------------------------------------------------- PDFs
+
+@pytest.mark.pdf
+@pytest.mark.parametrize("lang", ["en", "zh"])
+@pytest.mark.parametrize("spec", builtin_examples(), ids=lambda s: s.name)
+def test_examples_compile_to_pdf_without_warnings(spec, lang, tmp_path):
+    needs_tex()
+    outcome = build(spec, tmp_path, lang=lang, pdf=True)
+    assert outcome.pdf.is_file() and outcome.pdf.read_bytes()[:5] == b"%PDF-"
+    assert not [w for w in outcome.warnings if "Missing character" in w], outcome.warnings
+    assert not [w for w in outcome.warnings if w.startswith("Overfull")], outcome.warnings
+    assert outcome.passed
+
+
+@pytest.mark.pdf
+def test_tex_error_quotes_the_line_and_keeps_the_previous_pdf(tmp_path):
+    needs_tex()
+    tex = tmp_path / "broken.tex"
+    tex.write_text("\\documentclass{article}\n\\begin{document}\nfine\n\\undefinedmacro{x}\n\\end{document}\n")
+    pdf = tmp_path / "broken.pdf"
+    pdf.write_bytes(b"previous")
+    with pytest.raises(TexError) as info:
+        compile_pdf(tex, pdf)
+    message = str(info.value)
+    assert "line 4" in message and r"\undefinedmacro{x}" in message
+    assert pdf.read_bytes() == b"previous"
+    assert not list(tmp_path.glob(".*part"))
+
+
+@pytest.mark.pdf
+def test_shell_escape_is_refused(tmp_path):
+    needs_tex()
+    marker = tmp_path / "pwned"
+    tex = tmp_path / "esc.tex"
+    tex.write_text("\\documentclass{article}\n\\begin{document}\n\\immediate\\write18{touch " + str(marker) +
+                   "}\nx\n\\end{document}\n")
+    try:
+        compile_pdf(tex, tmp_path / "esc.pdf")
+    except TexError:
+        pass
+    assert not marker.exists()
+
+
+@pytest.mark.slow
+def test_non_editable_install_in_a_fresh_venv_builds_documents(tmp_path):
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", str(ROOT)], capture_output=True, text=True)
+    if pip.returncode != 0:
+        if IN_CI:
+            pytest.fail(pip.stderr[-2000:])
+        pytest.skip("could not install into a fresh venv here: " + pip.stderr[-300:])
+    out = tmp_path / "out"
+    proc = subprocess.run([str(venv / "bin" / "derive"), "build", str(ROOT / "examples" / "xor.yaml"), "-o", str(out)],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "xor.tex").read_text().startswith(r"\documentclass")
+    listing = subprocess.run([str(venv / "bin" / "python"), "-c",
+                              "from derive.documents import builtin_examples; print(len(builtin_examples()))"],
+                             capture_output=True, text=True, cwd=tmp_path)
+    assert int(listing.stdout) == len(builtin_examples())
