@@ -64,6 +64,11 @@ class DerivePrinter(LatexPrinter):
             return self.n.loss + r"_{\mathrm{data}}"
         return safe_symbol(expr.name)
 
+    def _print_Pow(self, expr, *args, **kwargs):
+        if isinstance(expr.base, (sp.Indexed, Partial)) and expr.exp.is_Integer and expr.exp > 0:
+            return r"\left(%s\right)^{%s}" % (self._print(expr.base), self._print(expr.exp))
+        return super()._print_Pow(expr, *args, **kwargs)
+
     def _print_Partial(self, expr):
         num, den = self._print(expr.num), self._print(expr.den)
         if isinstance(expr.num, (sp.Indexed, sp.Symbol)):
