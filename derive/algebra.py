@@ -15,7 +15,7 @@ from sympy.matrices.expressions.matexpr import MatrixExpr
 from . import rules
 from .spec import NetworkSpec
 
-KINDS = ("W", "b", "z", "a", "delta", "y", "L")
+KINDS = ("W", "b", "z", "a", "delta", "y", "L", "acc")
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,9 @@ class Diag(MatrixExpr):
 
     @property
     def shape(self):
-        return (self.args[0].shape[0], self.args[0].shape[0])
+        rows, cols = self.args[0].shape
+        n = rows if cols == 1 else cols      # a column or a row vector
+        return (n, n)
 
 
 def index(name: str) -> sp.Symbol:
@@ -111,8 +113,12 @@ class Quantities:
     """The named quantities of one network, at index and matrix level."""
 
     def __init__(self, spec: NetworkSpec):
+        from .notation import profile
+
         self.spec = spec
         self.depth = spec.depth
+        chosen = profile(spec.notation, spec.symbols)
+        self.index_order, self.layout, self.residual = chosen.index_order, chosen.layout, chosen.residual
         self.sizes = tuple(sp.Integer(s) if isinstance(s, int) else sp.Symbol(s, integer=True, positive=True)
                            for s in spec.sizes)
         self.samples = (sp.Integer(spec.samples) if isinstance(spec.samples, int)
@@ -153,14 +159,16 @@ class Quantities:
         return self._base(name, Atom(kind, layer, batch), lambda: sp.MatrixSymbol(name, rows, cols))
 
     def shape(self, kind: str, layer: int | None, batch: bool = False):
+        """Shapes follow the layout: W is n_l x n_{l-1} in column layout, n_{l-1} x n_l otherwise;
+        vectors are columns (one column per sample) or, in row layout, rows (one row per sample)."""
         width = self.samples if batch else sp.Integer(1)
-        if kind == "W":
-            return self.sizes[layer], self.sizes[layer - 1]
-        if kind == "y":
-            return self.sizes[-1], width
+        if kind in ("W", "acc"):
+            to_from = (self.sizes[layer], self.sizes[layer - 1])
+            return to_from if self.layout == "column" else to_from[::-1]
+        n = self.sizes[-1] if kind == "y" else self.sizes[layer]
         if kind == "b":
-            return self.sizes[layer], sp.Integer(1)
-        return self.sizes[layer], width
+            width = sp.Integer(1)
+        return (width, n) if self.layout == "row" else (n, width)
 
     def sample_loss(self) -> sp.IndexedBase:
         """L_s, the loss of sample s."""

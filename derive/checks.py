@@ -86,11 +86,13 @@ def check(result: NetworkDerivation, trials: int | None = None, seed: int = 0) -
     steps: list[StepCheck] = []
     groups = [("forward", "forward", result.forward)] + [(d.key, d.level, d.steps) for d in result.derivations]
     for key, level, group in groups:
-        views = [_view(inst, level) for inst in instances[: 1 if level == "concrete" else trials]]
+        count = 1 if level == "concrete" else trials
+        views = {lv: [_view(inst, lv) for inst in instances[:count]] for lv in ("batch", level)}
         rng = np.random.default_rng(seed)
-        shared = {id(view): Evaluator(view) for view in views}   # entries share delta subexpressions
+        shared = {id(v): Evaluator(v) for vs in views.values() for v in vs}   # entries share subexpressions
         for position, step in enumerate(group, start=1):
-            steps.append(check_step(step, views, key, position, rng, shared))
+            chosen = views["batch" if step.level == "batch" else level]
+            steps.append(check_step(step, chosen, key, position, rng, shared))
     return CheckReport(tuple(steps), tuple(cross_check(result, seed=seed + 1000)))
 
 
@@ -150,6 +152,8 @@ def engine_gradients(result: NetworkDerivation, inst: Instance) -> dict[str, np.
         view = (inst.sample_view(s) if inst.samples > 1 else inst).with_values({})
         for l in range(q.depth, 0, -1):
             delta = np.asarray(Evaluator(view)(result.get("delta", l, "matrix").result.rhs), dtype=float)
+            if q.layout == "row":      # the instance keeps vectors as columns
+                delta = delta.T
             columns[l].append(delta)
             view.overrides[("delta", l)] = delta   # one view for all layers: its forward cache stays warm
     deltas = {("delta", l): np.hstack(columns[l]) for l in columns}
@@ -158,7 +162,10 @@ def engine_gradients(result: NetworkDerivation, inst: Instance) -> dict[str, np.
     grads = {}
     for name in result.parameters:
         topic = "weight" if name[0] == "W" else "bias"
-        grads[name] = np.asarray(Evaluator(full)(result.get(topic, int(name[1:]), level).result.rhs), dtype=float)
+        value = np.asarray(Evaluator(full)(result.get(topic, int(name[1:]), level).result.rhs), dtype=float)
+        # back to the instance's storage: W as (to, from), vectors as columns
+        transposed = q.layout != "column" if name[0] == "W" else q.layout == "row"
+        grads[name] = value.T if transposed else value
     return grads
 
 
@@ -175,7 +182,12 @@ def cross_check(result: NetworkDerivation, seed: int = 1000) -> list[GradientChe
     params = {name: (inst.weights if name[0] == "W" else inst.biases)[int(name[1:])] for name in analytic}
     total = sum(p.size for p in params.values())
     if total <= ENTRYWISE_MAX_PARAMETERS and q.depth <= ENTRYWISE_MAX_DEPTH:
-        return [_entrywise(inst, name, analytic[name]) for name in analytic]
+        checks = [_entrywise(inst, name, analytic[name]) for name in analytic]
+        if q.index_order == "from_to":   # report w_jk in the notation's own order
+            checks = [g if g.parameter[0] != "W" else
+                      GradientCheck(g.parameter, g.mode, g.max_abs_error, g.max_rel_error, g.worst_entry[::-1], g.passed)
+                      for g in checks]
+        return checks
     rng = np.random.default_rng(seed)
     if q.depth <= PER_PARAMETER_DIRECTION_MAX_DEPTH:
         return [_direction(inst, {name: rng.normal(size=analytic[name].shape)}, analytic, name) for name in analytic]

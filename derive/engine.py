@@ -15,7 +15,7 @@ from .algebra import Diag, Elementwise, MatPartial, Partial, Quantities, index, 
 from .spec import NetworkSpec
 from .steps import (ActivationDerivative, ActivationIdentity, BatchLift, ChainRule, Definition, DeltaDefinition,
                     Derivation, Differentiate, Expand, KroneckerCollapse, LossDerivative, MatrixLift, Penalty,
-                    SampleSum, Simplification, Simplify, SoftmaxJacobian, Step, Substitute)
+                    SampleSum, Simplification, Simplify, SoftmaxJacobian, Step, Substitute, Accumulate)
 
 LEVELS = ("index", "matrix", "batch", "concrete")
 CONCRETE_MAX_PARAMETERS = 400
@@ -133,13 +133,37 @@ class _Builder:
     def m(self, kind, l=None, batch=False):
         return self.q.matrix(kind, l, batch)
 
+    def w(self, l, to, frm):
+        """The weight of layer l from unit frm of layer l-1 to unit `to`, in the notation's index order."""
+        W = self.e("W", l)
+        return W[to, frm] if self.q.index_order == "to_from" else W[frm, to]
+
+    def backward_product(self, W, delta):
+        """The entries sum_k w_kj delta_k as a matrix product, per layout (this is where transposes move)."""
+        return {"column": lambda: MatMul(Transpose(W), delta), "transposed": lambda: MatMul(W, delta),
+                "row": lambda: MatMul(delta, Transpose(W))}[self.q.layout]()
+
+    def outer(self, delta, a):
+        """Entries delta_j a_k arranged like W."""
+        return {"column": lambda: MatMul(delta, Transpose(a)), "transposed": lambda: MatMul(a, Transpose(delta)),
+                "row": lambda: MatMul(Transpose(a), delta)}[self.q.layout]()
+
+    def jacobian_product(self, a, g):
+        """The softmax Jacobian diag(a) - a a^T (symmetric) applied to g, per layout."""
+        if self.q.layout == "row":
+            return MatMul(g, MatAdd(Diag(a), -MatMul(Transpose(a), a)))
+        return MatMul(MatAdd(Diag(a), -MatMul(a, Transpose(a))), g)
+
+    def residual(self, a, y):
+        return y - a if self.q.residual == "target_minus_output" else a - y
+
     def data_loss(self):
         """The symbol whose derivatives the chain rule follows (the penalty does not depend on z)."""
         return sp.Symbol("L_data") if self.penalty_in_sample else self.q.loss
 
     def z_sum(self, l, row, dummy):
-        w, a, b = self.e("W", l), self.e("a", l - 1), self.e("b", l)
-        total = Sum(sp.Mul(w[row, dummy], a[dummy], evaluate=False), (dummy, 1, self.n(l - 1)))
+        a, b = self.e("a", l - 1), self.e("b", l)
+        total = Sum(sp.Mul(self.w(l, row, dummy), a[dummy], evaluate=False), (dummy, 1, self.n(l - 1)))
         return total + b[row] if self.q.spec.layers[l - 1].bias else total
 
     def fprime_entry(self, l, j):
@@ -176,20 +200,41 @@ class _Builder:
             else:
                 value = self.q.f(l)(z[J])
             steps.append(Definition(a[J], value, "forward", ((J, self.n(l)),), (("what", "a"), ("layer", l))))
+        for l in range(1, self.L + 1):
+            for batch in ((False, True) if self.q.samples != 1 else (False,)):
+                steps += self.forward_matrix(l, batch)
         a, y = self.e("a", self.L), self.e("y")
         if self.loss_row.term is not None:
             # the constant stands before the sum, as textbooks write 1/2 sum_k (a_k - y_k)^2
-            per_sample = self.scale * Sum(self.loss_row.term(a[K], y[K], sp.Integer(1)), (K, 1, self.n(self.L)))
+            term = (self.scale * Sum((y[J] - a[J]) ** 2, (J, 1, self.n(self.L)))
+                    if self.loss_row.name == "squared_error" and self.q.residual == "target_minus_output"
+                    else self.scale * Sum(self.loss_row.term(a[J], y[J], sp.Integer(1)), (J, 1, self.n(self.L))))
+            per_sample = term
             if self.penalty_in_sample:
                 per_sample = per_sample + self.penalty_expr()
             steps.append(Definition(self.q.loss, per_sample, "forward", (), (("what", "loss"),)))
         return steps
 
+    def forward_matrix(self, l, batch):
+        W, b = self.m("W", l), self.m("b", l)
+        a_prev, z = self.m("a", l - 1, batch), self.m("z", l, batch)
+        linear = {"column": lambda: MatMul(W, a_prev), "transposed": lambda: MatMul(Transpose(W), a_prev),
+                  "row": lambda: MatMul(a_prev, W)}[self.q.layout]()
+        if self.q.spec.layers[l - 1].bias:
+            if batch:   # the bias is broadcast to every sample: b 1^T, or 1 b in row layout
+                m = self.q.samples
+                b = MatMul(b, OneMatrix(1, m)) if self.q.layout != "row" else MatMul(OneMatrix(m, 1), b)
+            linear = MatAdd(linear, b)
+        level = "batch" if batch else "forward"
+        facts = (("what", "z_matrix"), ("layer", l), ("batch", batch))
+        return [Definition(z, linear, level, (), facts),
+                Definition(self.m("a", l, batch), Elementwise(self.q.layer_function[l], z), level, (),
+                           (("what", "a_matrix"), ("layer", l), ("batch", batch)))]
+
     def penalty_expr(self):
         terms = []
         for l in range(1, self.L + 1):
-            w = self.e("W", l)
-            terms.append(Sum(w[J, K] ** 2, (J, 1, self.n(l)), (K, 1, self.n(l - 1))))
+            terms.append(Sum(self.w(l, J, K) ** 2, (J, 1, self.n(l)), (K, 1, self.n(l - 1))))
         return self.l2 / 2 * sp.Add(*terms)
 
     # ---------------------------------------------------------------------- delta
@@ -207,18 +252,18 @@ class _Builder:
         row = q.activation(L)
         simp = rules.simplification_for(row.name, self.loss_row.name)
         steps = [DeltaDefinition(d[J], Partial(Ld, z[J]), "index", free)]
-        rhs = Sum(Partial(Ld, a[K]) * Partial(a[K], z[J]), (K, 1, self.n(L)))
-        steps.append(ChainRule(steps[-1].rhs, rhs, "index", free, (("via", "a"), ("dummy", K), ("layer", L))))
-        grad = (lambda k: self.loss_row.grad_entry(a[k], y[k], self.scale)) if self.loss_row.grad_entry else None
+        rhs = Sum(Partial(Ld, a[P]) * Partial(a[P], z[J]), (P, 1, self.n(L)))
+        steps.append(ChainRule(steps[-1].rhs, rhs, "index", free, (("via", "a"), ("dummy", P), ("layer", L))))
+        grad = (lambda k: self.loss_grad_entry(a[k], y[k])) if self.loss_row.grad_entry else None
         Ma, My, Mz, Md = self.m("a", L), self.m("y"), self.m("z", L), self.m("delta", L)
         grad_vec = self.loss_gradient_matrix()
         mats = [DeltaDefinition(Md, MatPartial(Ld, Mz), "matrix")]
         if not row.vector:
             fp = self.fprime_entry(L, J)
-            rhs2 = Sum(Partial(Ld, a[K]) * kd(K, J) * q.f_prime(L)(z[J]), (K, 1, self.n(L)))
+            rhs2 = Sum(Partial(Ld, a[P]) * kd(P, J) * q.f_prime(L)(z[J]), (P, 1, self.n(L)))
             steps.append(ActivationDerivative(rhs, rhs2, "index", free, (("layer", L),)))
             rhs3 = Partial(Ld, a[J]) * fp
-            steps.append(KroneckerCollapse(rhs2, rhs3, "index", free, (("dummy", K), ("to", J))))
+            steps.append(KroneckerCollapse(rhs2, rhs3, "index", free, (("dummy", P), ("to", J))))
             m_rhs = HadamardProduct(MatPartial(Ld, Ma), self.fprime_matrix(L))
             mats.append(MatrixLift(Md, m_rhs, "matrix", (), (("pattern", "hadamard"),)))
             cur, cur_m = rhs3, m_rhs
@@ -244,40 +289,46 @@ class _Builder:
                 mats.append(Simplification(cur_m, _scaled(self.scale, MatAdd(Ma, -My)), "matrix", (), (("rule", simp.name), ("condition", simp.condition))))
             return steps, mats
         # softmax output: the full Jacobian
-        jac = a[K] * (kd(K, J) - a[J])
-        rhs2 = Sum(Partial(Ld, a[K]) * jac, (K, 1, self.n(L)))
+        jac = a[P] * (kd(P, J) - a[J])
+        rhs2 = Sum(Partial(Ld, a[P]) * jac, (P, 1, self.n(L)))
         steps.append(SoftmaxJacobian(rhs, rhs2, "index", free, (("layer", L),)))
-        jac_m = MatAdd(Diag(Ma), -MatMul(Ma, Transpose(Ma)))
-        m_rhs = MatMul(jac_m, MatPartial(Ld, Ma))
+        m_rhs = self.jacobian_product(Ma, MatPartial(Ld, Ma))
         mats.append(MatrixLift(Md, m_rhs, "matrix", (), (("pattern", "jacobian"),)))
         if grad is None:
-            final = a[J] * (Partial(Ld, a[J]) - Sum(Partial(Ld, a[K]) * a[K], (K, 1, self.n(L))))
-            steps.append(KroneckerCollapse(rhs2, final, "index", free, (("dummy", K), ("to", J))))
+            final = a[J] * (Partial(Ld, a[J]) - Sum(Partial(Ld, a[P]) * a[P], (P, 1, self.n(L))))
+            steps.append(KroneckerCollapse(rhs2, final, "index", free, (("dummy", P), ("to", J))))
             return steps, mats
-        rhs3 = Sum(sp.Mul(grad(K), jac, evaluate=False), (K, 1, self.n(L)))   # a_k cancels in the next step
+        rhs3 = Sum(sp.Mul(grad(P), jac, evaluate=False), (P, 1, self.n(L)))   # a_k cancels in the next step
         steps.append(LossDerivative(rhs2, rhs3, "index", free, (("loss", self.loss_row.name),)))
-        m_rhs3 = MatMul(jac_m, grad_vec)
+        m_rhs3 = self.jacobian_product(Ma, grad_vec)
         mats.append(LossDerivative(m_rhs, m_rhs3, "matrix", (), (("loss", self.loss_row.name),)))
         if simp is not None:   # softmax + cross-entropy
-            rhs4 = Sum(-self.scale * y[K] * (kd(K, J) - a[J]), (K, 1, self.n(L)))
+            rhs4 = Sum(-self.scale * y[P] * (kd(P, J) - a[J]), (P, 1, self.n(L)))
             steps.append(Simplify(rhs3, rhs4, "index", free, (("cancel", "a_k"),)))
-            rhs5 = self.scale * (-y[J] + a[J] * Sum(y[K], (K, 1, self.n(L))))
-            steps.append(KroneckerCollapse(rhs4, rhs5, "index", free, (("dummy", K), ("to", J))))
+            rhs5 = self.scale * (-y[J] + a[J] * Sum(y[P], (P, 1, self.n(L))))
+            steps.append(KroneckerCollapse(rhs4, rhs5, "index", free, (("dummy", P), ("to", J))))
             steps.append(Simplification(rhs5, self.scale * (a[J] - y[J]), "index", free,
                                         (("rule", simp.name), ("condition", simp.condition))))
             mats.append(Simplification(m_rhs3, _scaled(self.scale, MatAdd(Ma, -My)), "matrix", (),
                                        (("rule", simp.name), ("condition", simp.condition))))
         else:
-            g = lambda k: self.loss_row.grad_entry(a[k], y[k], self.scale)
-            final = a[J] * (g(J) - Sum(g(K) * a[K], (K, 1, self.n(L))))
-            steps.append(KroneckerCollapse(rhs3, final, "index", free, (("dummy", K), ("to", J))))
+            g = lambda k: self.loss_grad_entry(a[k], y[k])
+            final = a[J] * (g(J) - Sum(g(P) * a[P], (P, 1, self.n(L))))
+            steps.append(KroneckerCollapse(rhs3, final, "index", free, (("dummy", P), ("to", J))))
         return steps, mats
+
+    def loss_grad_entry(self, a, y):
+        if self.loss_row.name == "squared_error" and self.q.residual == "target_minus_output":
+            return sp.Mul(-2 * self.scale, y - a, evaluate=False)   # E = sum (t - o)^2 gives -2 (t - o)
+        return self.loss_row.grad_entry(a, y, self.scale)
 
     def loss_gradient_matrix(self):
         """dl/da^L as a vector expression, read off the loss table's entry formula."""
         name, c = self.loss_row.name, self.scale
         Ma, My = self.m("a", self.L), self.m("y")
         if name == "squared_error":
+            if self.q.residual == "target_minus_output":
+                return MatMul(-2 * c, MatAdd(My, -Ma), evaluate=False)
             return 2 * c * MatAdd(Ma, -My)
         if name == "generic":
             return MatPartial(self.data_loss(), Ma)
@@ -291,7 +342,7 @@ class _Builder:
 
     def hidden_delta(self, l):
         q, Ld = self.q, self.data_loss()
-        a, z, d, dn, wn = self.e("a", l), self.e("z", l), self.e("delta", l), self.e("delta", l + 1), self.e("W", l + 1)
+        a, z, d, dn = self.e("a", l), self.e("z", l), self.e("delta", l), self.e("delta", l + 1)
         zn = self.e("z", l + 1)
         free = ((J, self.n(l)),)
         side_free = ((K, self.n(l + 1)), (J, self.n(l)))
@@ -303,17 +354,17 @@ class _Builder:
         side_lhs = Partial(zn[K], z[J])
         t1 = Partial(self.z_sum(l + 1, K, I), z[J])
         s.append(Substitute(side_lhs, t1, "index", side_free, (("what", "z"), ("layer", l + 1))))
-        t2 = Sum(wn[K, I] * Partial(a[I], z[J]), (I, 1, self.n(l)))
+        t2 = Sum(self.w(l + 1, K, I) * Partial(a[I], z[J]), (I, 1, self.n(l)))
         s.append(Differentiate(t1, t2, "index", side_free, (("wrt", "z"), ("layer", l))))
         row = q.activation(l)
         if not row.vector:
-            t3 = Sum(wn[K, I] * kd(I, J) * q.f_prime(l)(z[J]), (I, 1, self.n(l)))
+            t3 = Sum(self.w(l + 1, K, I) * kd(I, J) * q.f_prime(l)(z[J]), (I, 1, self.n(l)))
             s.append(ActivationDerivative(t2, t3, "index", side_free, (("layer", l),)))
-            t4 = wn[K, J] * self.fprime_entry(l, J)
+            t4 = self.w(l + 1, K, J) * self.fprime_entry(l, J)
             s.append(KroneckerCollapse(t3, t4, "index", side_free, (("dummy", I), ("to", J))))
             r3 = Sum(dn[K] * t4, (K, 1, self.n(l + 1)))
             s.append(Substitute(r2, r3, "index", free, (("what", "side"),)))
-            back_sum = Sum(sp.Mul(wn[K, J], dn[K], evaluate=False), (K, 1, self.n(l + 1)))
+            back_sum = Sum(sp.Mul(self.w(l + 1, K, J), dn[K], evaluate=False), (K, 1, self.n(l + 1)))
             r4 = sp.Mul(self.fprime_entry(l, J), back_sum, evaluate=False)
             s.append(Simplify(r3, r4, "index", free, (("factor_out", "fprime"),)))
             ident = self.output_identity(l, J)
@@ -321,9 +372,9 @@ class _Builder:
                 r5 = sp.Mul(ident, back_sum, evaluate=False)
                 s.append(ActivationIdentity(r4, r5, "index", free, (("activation", row.name), ("layer", l))))
             return s
-        t3 = Sum(wn[K, I] * a[I] * (kd(I, J) - a[J]), (I, 1, self.n(l)))
+        t3 = Sum(self.w(l + 1, K, I) * a[I] * (kd(I, J) - a[J]), (I, 1, self.n(l)))
         s.append(SoftmaxJacobian(t2, t3, "index", side_free, (("layer", l),)))
-        t4 = a[J] * (wn[K, J] - Sum(wn[K, I] * a[I], (I, 1, self.n(l))))
+        t4 = a[J] * (self.w(l + 1, K, J) - Sum(self.w(l + 1, K, I) * a[I], (I, 1, self.n(l))))
         s.append(KroneckerCollapse(t3, t4, "index", side_free, (("dummy", I), ("to", J))))
         r3 = Sum(dn[K] * t4, (K, 1, self.n(l + 1)))
         s.append(Substitute(r2, r3, "index", free, (("what", "side"),)))
@@ -332,15 +383,17 @@ class _Builder:
     def hidden_delta_matrix(self, l):
         Ld, row = self.data_loss(), self.q.activation(l)
         Mw, Mdn, Md = self.m("W", l + 1), self.m("delta", l + 1), self.m("delta", l)
-        back = MatMul(Transpose(Mw), Mdn)
+        back = self.backward_product(Mw, Mdn)
         mats = [DeltaDefinition(Md, MatPartial(Ld, self.m("z", l)), "matrix")]
         if row.vector:
-            Ma = self.m("a", l)
-            m1 = MatMul(MatAdd(Diag(Ma), -MatMul(Ma, Transpose(Ma))), back)
-            mats.append(MatrixLift(Md, m1, "matrix", (), (("pattern", "softmax_transpose"), ("layer", l + 1))))
+            m1 = self.jacobian_product(self.m("a", l), back)
+            mats.append(MatrixLift(Md, m1, "matrix", (), (("pattern", "softmax_" + self.q.layout), ("layer", l + 1))))
             return mats
         m1 = HadamardProduct(back, self.fprime_matrix(l))
-        mats.append(MatrixLift(Md, m1, "matrix", (), (("pattern", "transpose"), ("layer", l + 1))))
+        entry_sum = Sum(sp.Mul(self.w(l + 1, K, J), self.e("delta", l + 1)[K], evaluate=False), (K, 1, self.n(l + 1)))
+        mats.append(MatrixLift(Md, m1, "matrix", (), (("pattern", "backward_" + self.q.layout), ("layer", l + 1),
+                                                       ("entry", entry_sum), ("index", J),
+                                                       ("fprime", self.fprime_entry(l, J)))))
         ident_m = self.output_identity_matrix(l)
         if ident_m is not None:
             m2 = back if row.name == "identity" else HadamardProduct(back, ident_m)
@@ -350,73 +403,77 @@ class _Builder:
     # ---------------------------------------------------------- weights and biases
     def weight_index(self, l):
         Ld, L = self.data_loss(), self.q.loss
-        w, z, a, d = self.e("W", l), self.e("z", l), self.e("a", l - 1), self.e("delta", l)
+        z, a, d = self.e("z", l), self.e("a", l - 1), self.e("delta", l)
+        w = self.w(l, J, K)
         free = ((J, self.n(l)), (K, self.n(l - 1)))
-        side_free = ((P, self.n(l)), (J, self.n(l)), (K, self.n(l - 1)))
         s: list[Step] = []
-        pen = self.l2 * w[J, K] if self.penalty_in_sample else sp.Integer(0)
+        pen = self.l2 * w if self.penalty_in_sample else sp.Integer(0)
         if self.penalty_in_sample:
-            s.append(Penalty(Partial(L, w[J, K]), Partial(Ld, w[J, K]) + pen, "index", free, (("lam", self.l2),)))
-        r1 = Sum(Partial(Ld, z[P]) * Partial(z[P], w[J, K]), (P, 1, self.n(l))) + pen
-        s.append(ChainRule(Partial(Ld, w[J, K]) + pen, r1, "index", free, (("via", "z"), ("dummy", P), ("layer", l))))
-        t1 = Partial(self.z_sum(l, P, I), w[J, K])
-        s.append(Substitute(Partial(z[P], w[J, K]), t1, "index", side_free, (("what", "z"), ("layer", l))))
-        t2 = Sum(kd(P, J) * kd(I, K) * a[I], (I, 1, self.n(l - 1)))
-        s.append(Differentiate(t1, t2, "index", side_free, (("wrt", "w"), ("dummy", I))))
-        t3 = kd(P, J) * a[K]
-        s.append(KroneckerCollapse(t2, t3, "index", side_free, (("dummy", I), ("to", K))))
-        r2 = Sum(Partial(Ld, z[P]) * t3, (P, 1, self.n(l))) + pen
+            s.append(Penalty(Partial(L, w), Partial(Ld, w) + pen, "index", free, (("lam", self.l2),)))
+        r1 = sp.Mul(Partial(Ld, z[J]), Partial(z[J], w), evaluate=False) + pen
+        s.append(ChainRule(Partial(Ld, w) + pen, r1, "index", free, (("via", "z"), ("only", J), ("layer", l))))
+        t1 = Partial(self.z_sum(l, J, I), w)
+        s.append(Substitute(Partial(z[J], w), t1, "index", free, (("what", "z"), ("layer", l))))
+        t2 = Sum(kd(I, K) * a[I], (I, 1, self.n(l - 1)))
+        s.append(Differentiate(t1, t2, "index", free, (("wrt", "w"), ("dummy", I), ("to", K))))
+        s.append(KroneckerCollapse(t2, a[K], "index", free, (("dummy", I), ("to", K))))
+        r2 = sp.Mul(Partial(Ld, z[J]), a[K], evaluate=False) + pen
         s.append(Substitute(r1, r2, "index", free, (("what", "side"),)))
-        r3 = sp.Mul(Partial(Ld, z[J]), a[K], evaluate=False) + pen
-        s.append(KroneckerCollapse(r2, r3, "index", free, (("dummy", P), ("to", J))))
-        r4 = sp.Mul(d[J], a[K], evaluate=False) + pen
-        s.append(DeltaDefinition(r3, r4, "index", free, (("layer", l),)))
+        r3 = sp.Mul(d[J], a[K], evaluate=False) + pen
+        s.append(DeltaDefinition(r2, r3, "index", free, (("layer", l),)))
         return s
 
     def weight_matrix(self, l):
         Mw, Md, Ma = self.m("W", l), self.m("delta", l), self.m("a", l - 1)
-        result = MatMul(Md, Transpose(Ma))
+        result = self.outer(Md, Ma)
         if self.penalty_in_sample:
             result = MatAdd(result, self.l2 * Mw)
-        return [MatrixLift(MatPartial(self.q.loss, Mw), result, "matrix", (), (("pattern", "outer"), ("layer", l)))]
+        at = (J, K) if self.q.index_order == "to_from" else (K, J)
+        return [MatrixLift(MatPartial(self.q.loss, Mw), result, "matrix", (),
+                           (("pattern", "outer_" + self.q.layout), ("layer", l),
+                            ("entry", sp.Mul(self.e("delta", l)[J], self.e("a", l - 1)[K], evaluate=False)),
+                            ("at", at)))]
 
     def bias_index(self, l):
         Ld = self.data_loss()
         b, z, d = self.e("b", l), self.e("z", l), self.e("delta", l)
         free = ((J, self.n(l)),)
-        side_free = ((P, self.n(l)), (J, self.n(l)))
-        r1 = Sum(Partial(Ld, z[P]) * Partial(z[P], b[J]), (P, 1, self.n(l)))
-        s = [ChainRule(Partial(Ld, b[J]), r1, "index", free, (("via", "z"), ("dummy", P), ("layer", l)))]
-        t1 = Partial(self.z_sum(l, P, I), b[J])
-        s.append(Substitute(Partial(z[P], b[J]), t1, "index", side_free, (("what", "z"), ("layer", l))))
-        s.append(Differentiate(t1, kd(P, J), "index", side_free, (("wrt", "b"),)))
-        r2 = Sum(Partial(Ld, z[P]) * kd(P, J), (P, 1, self.n(l)))
-        s.append(Substitute(r1, r2, "index", free, (("what", "side"),)))
-        r3 = Partial(Ld, z[J])
-        s.append(KroneckerCollapse(r2, r3, "index", free, (("dummy", P), ("to", J))))
-        s.append(DeltaDefinition(r3, d[J], "index", free, (("layer", l),)))
+        r1 = sp.Mul(Partial(Ld, z[J]), Partial(z[J], b[J]), evaluate=False)
+        s = [ChainRule(Partial(Ld, b[J]), r1, "index", free, (("via", "z"), ("only", J), ("layer", l)))]
+        t1 = Partial(self.z_sum(l, J, I), b[J])
+        s.append(Substitute(Partial(z[J], b[J]), t1, "index", free, (("what", "z"), ("layer", l))))
+        s.append(Differentiate(t1, sp.Integer(1), "index", free, (("wrt", "b"),)))
+        s.append(Substitute(r1, Partial(Ld, z[J]), "index", free, (("what", "side"),)))
+        s.append(DeltaDefinition(Partial(Ld, z[J]), d[J], "index", free, (("layer", l),)))
         return s
 
     def bias_matrix(self, l):
-        return [MatrixLift(MatPartial(self.q.loss, self.m("b", l)), self.m("delta", l), "matrix", (), (("pattern", "vector"),))]
+        return [MatrixLift(MatPartial(self.q.loss, self.m("b", l)), self.m("delta", l), "matrix", (),
+                           (("pattern", "vector"),))]
 
     # ---------------------------------------------------------------------- batch
     def batch_weight(self, l):
         q, L = self.q, self.q.loss
-        w, Ls = self.e("W", l), q.sample_loss()
+        Ls = q.sample_loss()
         D, A = self.e("delta", l, True), self.e("a", l - 1, True)
         c, m = self.reduction, q.samples
+        w = self.w(l, J, K)
         free = ((J, self.n(l)), (K, self.n(l - 1)))
-        pen = self.l2 * w[J, K] if self.l2 is not None else sp.Integer(0)
-        r1 = c * Sum(Partial(Ls[S], w[J, K]), (S, 1, m)) + pen
-        s = [SampleSum(Partial(L, w[J, K]), r1, "batch", free, (("reduction", self.q.spec.loss.reduction), ("penalty", self.l2)))]
+        pen = self.l2 * w if self.l2 is not None else sp.Integer(0)
+        r1 = c * Sum(Partial(Ls[S], w), (S, 1, m)) + pen
+        s = [SampleSum(Partial(L, w), r1, "batch", free,
+                       (("reduction", q.spec.loss.reduction), ("penalty", self.l2)))]
         r2 = c * Sum(D[J, S] * A[K, S], (S, 1, m)) + pen
         s.append(Substitute(r1, r2, "batch", free, (("what", "per_sample"),)))
-        MD, MA = self.m("delta", l, True), self.m("a", l - 1, True)
-        res = _scaled(c, MatMul(MD, Transpose(MA)))
-        if self.l2 is not None:
-            res = MatAdd(res, self.l2 * self.m("W", l))
-        s.append(BatchLift(MatPartial(L, self.m("W", l)), res, "batch", (), (("pattern", "outer"),)))
+        MD, MA, acc = self.m("delta", l, True), self.m("a", l - 1, True), self.m("acc", l)
+        product = self.outer(MD, MA)
+        one_sample = self.outer(self.m("delta", l), self.m("a", l - 1))
+        s.append(Accumulate(acc, product, "batch", (), (("term", one_sample), ("layer", l))))
+        pen_m = self.l2 * self.m("W", l) if self.l2 is not None else None
+        lifted = _scaled(c, acc) if pen_m is None else MatAdd(_scaled(c, acc), pen_m)
+        s.append(BatchLift(MatPartial(L, self.m("W", l)), lifted, "batch", (), (("pattern", "accumulated"),)))
+        final = _scaled(c, product) if pen_m is None else MatAdd(_scaled(c, product), pen_m)
+        s.append(Substitute(lifted, final, "batch", (), (("what", "accumulator"),)))
         return tuple(s)
 
     def batch_bias(self, l):
@@ -425,50 +482,75 @@ class _Builder:
         c, m = self.reduction, q.samples
         free = ((J, self.n(l)),)
         r1 = c * Sum(Partial(Ls[S], b[J]), (S, 1, m))
-        s = [SampleSum(Partial(L, b[J]), r1, "batch", free, (("reduction", self.q.spec.loss.reduction),))]
+        s = [SampleSum(Partial(L, b[J]), r1, "batch", free, (("reduction", q.spec.loss.reduction),))]
         r2 = c * Sum(D[J, S], (S, 1, m))
         s.append(Substitute(r1, r2, "batch", free, (("what", "per_sample"),)))
         MD = self.m("delta", l, True)
-        s.append(BatchLift(MatPartial(L, self.m("b", l)), _scaled(c, MatMul(MD, OneMatrix(m, 1))), "batch", (), (("pattern", "ones"),)))
+        summed = MatMul(OneMatrix(1, m), MD) if q.layout == "row" else MatMul(MD, OneMatrix(m, 1))
+        s.append(BatchLift(MatPartial(L, self.m("b", l)), _scaled(c, summed), "batch", (), (("pattern", "ones"),)))
         return tuple(s)
 
     # ------------------------------------------------------------------- concrete
     def concrete(self) -> list[Derivation]:
-        """Every entry of every gradient written out, built from the delta recurrence so it stays small."""
-        q, Ld = self.q, self.data_loss()
+        """Every entry of every gradient written out, built from the delta recurrence so it stays small.
+
+        With a generic loss and one output y, the entries are also given as dy/dw (sums of path
+        products, as 000_*.txt writes them) and dL/dw = dL/dy dy/dw.
+        """
+        q = self.q
         sizes = [int(s) for s in q.sizes]
-        deltas: dict[int, list[sp.Expr]] = {}
         out_index, _ = self.output_delta()
         top = out_index[-1].rhs
-        deltas[self.L] = [top.xreplace({J: sp.Integer(j)}).doit() for j in range(1, sizes[self.L] + 1)]
+        deltas = self._unroll([top.xreplace({J: sp.Integer(j)}).doit() for j in range(1, sizes[self.L] + 1)])
+        through_output = self.loss_row.name == "generic" and sizes[self.L] == 1
+        if through_output:
+            y_out = self.e("a", self.L)[1]
+            ident = self.output_identity(self.L, sp.Integer(1))
+            output_deltas = self._unroll([ident if ident is not None else self.fprime_entry(self.L, sp.Integer(1))])
+        out = []
+        for l in range(self.L, 0, -1):
+            a = self.e("a", l - 1)
+            params = [(self.w(l, j, k), j, k) for j in range(1, sizes[l] + 1) for k in range(1, sizes[l - 1] + 1)]
+            if q.spec.layers[l - 1].bias:
+                params += [(self.e("b", l)[j], j, None) for j in range(1, sizes[l] + 1)]
+            for topic in ("weight", "bias"):
+                steps = []
+                for param, j, k in params:
+                    if (k is None) != (topic == "bias"):
+                        continue
+                    factor = a[k] if k is not None else sp.Integer(1)
+                    entry = (("entry", (j, k) if k is not None else (j,)),)
+                    if through_output:
+                        path = output_deltas[l][j - 1] * factor
+                        steps.append(Expand(Partial(y_out, param), path, "concrete", (), entry + (("of", "output"),)))
+                        steps.append(Expand(Partial(q.loss, param), sp.Mul(Partial(q.loss, y_out), Partial(y_out, param),
+                                                                           evaluate=False),
+                                            "concrete", (), entry + (("of", "chain"),)))
+                        continue
+                    rhs = deltas[l][j - 1] * factor
+                    if self.penalty_in_sample and k is not None:
+                        rhs = rhs + self.l2 * param
+                    steps.append(Expand(Partial(q.loss, param), rhs, "concrete", (), entry))
+                if steps:
+                    out.append(Derivation(topic, l, "concrete", tuple(steps), q))
+        return out
+
+    def _unroll(self, top: list[sp.Expr]) -> dict[int, list[sp.Expr]]:
+        """delta^l_j for every layer from the output values, by the recurrence, in raw weights."""
+        q, sizes = self.q, [int(s) for s in self.q.sizes]
+        deltas = {self.L: top}
         for l in range(self.L - 1, 0, -1):
-            wn = self.e("W", l + 1)
             row = q.activation(l)
+            back = [sp.Add(*[self.w(l + 1, k, i) * deltas[l + 1][k - 1] for k in range(1, sizes[l + 1] + 1)])
+                    for i in range(1, sizes[l] + 1)]
             column = []
             for j in range(1, sizes[l] + 1):
-                back = sp.Add(*[wn[k, j] * deltas[l + 1][k - 1] for k in range(1, sizes[l + 1] + 1)])
                 if row.vector:
                     a = self.e("a", l)
-                    column.append(sp.Add(*[a[j] * ((1 if i == j else 0) - a[i]) *
-                                           sp.Add(*[wn[k, i] * deltas[l + 1][k - 1] for k in range(1, sizes[l + 1] + 1)])
+                    column.append(sp.Add(*[a[j] * ((1 if i == j else 0) - a[i]) * back[i - 1]
                                            for i in range(1, sizes[l] + 1)]))
                     continue
                 ident = self.output_identity(l, sp.Integer(j))
-                column.append((ident if ident is not None else self.fprime_entry(l, sp.Integer(j))) * back)
+                column.append((ident if ident is not None else self.fprime_entry(l, sp.Integer(j))) * back[j - 1])
             deltas[l] = column
-        out = []
-        for l in range(self.L, 0, -1):
-            w, b, a = self.e("W", l), self.e("b", l), self.e("a", l - 1)
-            steps = []
-            for j in range(1, sizes[l] + 1):
-                for k in range(1, sizes[l - 1] + 1):
-                    rhs = deltas[l][j - 1] * a[k]
-                    if self.penalty_in_sample:
-                        rhs = rhs + self.l2 * w[j, k]
-                    steps.append(Expand(Partial(q.loss, w[j, k]), rhs, "concrete", (), (("entry", (j, k)),)))
-            out.append(Derivation("weight", l, "concrete", tuple(steps), q))
-            if q.spec.layers[l - 1].bias:
-                steps = [Expand(Partial(q.loss, b[j]), deltas[l][j - 1], "concrete", (), (("entry", (j,)),))
-                         for j in range(1, sizes[l] + 1)]
-                out.append(Derivation("bias", l, "concrete", tuple(steps), q))
-        return out
+        return deltas

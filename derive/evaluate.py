@@ -93,8 +93,8 @@ class Evaluator:
     def _locate(self, e: sp.Indexed):
         atom = self.inst.q.atom(e.base.label)
         idx = [self._int(i) - 1 for i in e.indices]
-        if atom.kind == "W":
-            return atom, (idx[0], idx[1])
+        if atom.kind == "W":   # the instance stores W as (to, from)
+            return atom, (idx[0], idx[1]) if self.inst.q.index_order == "to_from" else (idx[1], idx[0])
         if atom.kind == "L":  # L_s: per-sample loss
             return atom, (idx[0],)
         return atom, (idx[0], idx[1] if len(idx) > 1 else 0)
@@ -143,10 +143,17 @@ class Evaluator:
         return (values[0] - values[1]) / (2 * PARTIAL_EPS)
 
     # -------------------------------------------------------------------- matrices
+    def _orient(self, atom, array):
+        """The instance stores W as (to, from) and vectors as columns; the layout may transpose them."""
+        layout = self.inst.q.layout
+        if atom.kind in ("W", "acc"):
+            return array if layout == "column" else array.T
+        return array.T if layout == "row" else array
+
     def _matrix(self, e):
         if isinstance(e, sp.MatrixSymbol):
             atom = self.inst.q.atom(e.name)
-            return self.inst.value(atom.kind, atom.layer)
+            return self._orient(atom, self.inst.value(atom.kind, atom.layer))
         if isinstance(e, sp.MatMul):
             out = None
             for arg in e.args:
@@ -174,7 +181,8 @@ class Evaluator:
             if e.function == "reciprocal":
                 return 1.0 / x
             row, derivative = self.inst.q.function_row(e.function)
-            return (row.numpy_derivative if derivative else row.numpy)(x)
+            fn = row.numpy_derivative if derivative else row.numpy
+            return fn(x.T).T if self.inst.q.layout == "row" else fn(x)   # softmax runs along a column
         if isinstance(e, Diag):
             return np.diag(self(e.vector).reshape(-1))
         if isinstance(e, sp.OneMatrix):
@@ -185,7 +193,7 @@ class Evaluator:
             return np.zeros((self._int(e.shape[0]), self._int(e.shape[1])))
         if isinstance(e, MatPartial):
             atom = self.inst.q.atom(e.den.name)
-            return self.inst.grad(atom.kind, atom.layer, e.num.name)
+            return self._orient(atom, self.inst.grad(atom.kind, atom.layer, e.num.name))
         if isinstance(e, sp.ImmutableMatrix):
             return np.array([[self(x) for x in row] for row in e.tolist()], dtype=float)
         raise EvaluationError(f"cannot evaluate matrix {type(e).__name__}: {e}")

@@ -118,6 +118,8 @@ class Instance:
             return np.array(self.value("L_data") + pen)
         if kind == "delta":
             return self._delta(layer)
+        if kind == "acc":   # the accumulated per-sample gradients of W^layer
+            return sum(self.sample_grad("W", layer, s) for s in range(self.samples))
         raise KeyError(kind)
 
     @property

@@ -9,6 +9,7 @@ from sympy.printing.latex import LatexPrinter
 from .algebra import Diag, Elementwise, MatPartial, Partial, Quantities
 from .notation import Notation
 
+INDEX_LETTERS = ("i", "j", "k", "p", "s")
 SAFE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
 GREEK = {"alpha", "beta", "gamma", "lambda", "mu", "eta", "theta", "kappa", "rho", "tau", "nu", "epsilon"}
 
@@ -30,19 +31,32 @@ class DerivePrinter(LatexPrinter):
         self.q, self.n = quantities, notation
 
     # ------------------------------------------------------------------ quantities
+    def _labels(self, entry: bool) -> bool:
+        """Rashid leaves entries of a one-layer net unlabelled (j and k tell the layers apart);
+        vectors and matrices keep their labels so input and output are never confused."""
+        return self.n.layer_labels == "always" or self.q.depth > 1 or not entry
+
+    def _sup(self, base: str, layer: int, node: bool, entry: bool = True) -> str:
+        return f"{base}^{{{self.n.label(layer, node)}}}" if self._labels(entry) else base
+
     def _name(self, kind: str, layer, batch: bool, entry: bool) -> str:
-        n, depth = self.n, self.q.depth
+        n = self.n
         if kind == "L":
             return n.loss
         if kind == "y":
             return n.batch_target if batch else n.target
         if kind == "a" and layer == 0:
-            return n.batch_input if batch else n.input
-        base = {"W": n.weight if entry else n.weights, "b": n.bias, "z": n.pre,
-                "a": n.batch_act if batch else n.act, "delta": n.batch_delta if batch else n.delta}[kind]
-        if kind == "z" and batch:
-            base = "Z"
-        return f"{base}^{{{n.label(layer)}}}"
+            name = n.batch_input if batch else n.input
+            clash = name == (n.batch_act if batch else n.act)    # Rashid's o: label the input layer too
+            return self._sup(name, 0, node=True, entry=entry) if clash else name
+        if kind == "a" and layer == self.q.depth and n.output and not batch:
+            return n.output
+        if kind in ("W", "b", "acc"):
+            base = {"W": n.weight if entry else n.weights, "b": n.bias, "acc": n.accumulator}[kind]
+            return self._sup(base, layer, node=False, entry=entry)
+        base = {"z": n.batch_pre if batch else n.pre, "a": n.batch_act if batch else n.act,
+                "delta": n.batch_delta if batch else n.delta}[kind]
+        return self._sup(base, layer, node=True, entry=entry)
 
     def _print_Indexed(self, expr):
         atom = self.q.atom(expr.base.label)
@@ -50,18 +64,27 @@ class DerivePrinter(LatexPrinter):
         indices = [self._print(i) for i in expr.indices]
         if atom.kind == "L":
             return f"{name}^{{({indices[0]})}}"
+        if atom.kind == "b" and self.n.bias_folded:      # Ng: the bias is column 0 of Theta
+            indices = [indices[0], "0"]
+        if atom.kind == "a" and atom.layer == self.q.depth and self.n.output and self.q.sizes[-1] == 1:
+            return name                                     # one output: y_out, no index
         joined = "".join(indices) if all(len(i) == 1 for i in indices) else ",".join(indices)
         return f"{name}_{{{joined}}}"
 
     def _print_MatrixSymbol(self, expr):
         atom = self.q.atom(expr.name)
-        return self._name(atom.kind, atom.layer, atom.batch, entry=False)
+        name = self._name(atom.kind, atom.layer, atom.batch, entry=False)
+        if atom.kind == "b" and self.n.bias_folded:
+            return name + r"_{\cdot 0}"
+        return name
 
     def _print_Symbol(self, expr, style="plain"):
         if expr.name == "L":
             return self.n.loss
         if expr.name == "L_data":
             return self.n.loss + r"_{\mathrm{data}}"
+        if expr.name in INDEX_LETTERS and expr.is_integer:
+            return self.n.index_name(expr.name)
         return safe_symbol(expr.name)
 
     def _print_Pow(self, expr, *args, **kwargs):
@@ -116,11 +139,11 @@ class DerivePrinter(LatexPrinter):
         return r"\left(%s\right)" % text if isinstance(f, sp.Add) else text
 
     def _print_Add(self, expr, order=None):
-        saved, self._settings["order"] = self._settings["order"], None   # sums in SymPy's usual order
-        try:
-            return super()._print_Add(expr)
-        finally:
-            self._settings["order"] = saved
+        """SymPy's usual order, but positive terms first: t - o rather than -o + t."""
+        terms = expr.as_ordered_terms()
+        ordered = [t for t in terms if not t.could_extract_minus_sign()] + \
+                  [t for t in terms if t.could_extract_minus_sign()]
+        return super()._print_Add(sp.Add(*ordered, evaluate=False))
 
     def _print_MatMul(self, expr):
         coeff = sp.Mul(*[a for a in expr.args if a.is_number])
@@ -131,6 +154,8 @@ class DerivePrinter(LatexPrinter):
             parts.append(self._print(coeff))
         for arg in [a for a in expr.args if not a.is_number]:
             text = self._print(arg)
+            if isinstance(arg, sp.OneMatrix) and arg.shape[0] == 1 and arg.shape[1] != 1:
+                text = r"\mathbf{1}^{%s}" % self.n.transpose        # summing rows: 1^T Delta
             if isinstance(arg, (sp.MatAdd, sp.HadamardProduct, sp.MatMul, sp.Add)):
                 text = r"\left(%s\right)" % text
             parts.append(text)
@@ -146,7 +171,7 @@ class DerivePrinter(LatexPrinter):
     # ------------------------------------------------------------------- functions
     def _function_name(self, name: str) -> str:
         row, derivative = self.q.function_row(name)
-        return row.latex + ("'" if derivative else "")
+        return (self.n.function_name(row.name) or row.latex) + ("'" if derivative else "")
 
     def _print_Function(self, expr, exp=None):
         if isinstance(expr, sp.core.function.AppliedUndef):
@@ -193,7 +218,7 @@ class DerivePrinter(LatexPrinter):
 
     def _factor(self, arg):
         text = self._print(arg)
-        if isinstance(arg, (sp.MatAdd, sp.HadamardProduct)) or (isinstance(arg, sp.MatMul) and arg.args[0].is_number):
+        if isinstance(arg, (sp.MatAdd, sp.HadamardProduct, sp.MatMul)):
             return r"\left(%s\right)" % text
         return text
 

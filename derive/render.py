@@ -150,6 +150,13 @@ def aligned_chain(derivation: Derivation, quantities: Quantities, notation: Nota
 
 
 # ------------------------------------------------------------------------- documents
+_J, _K = sp.Symbol("j", integer=True, positive=True), sp.Symbol("k", integer=True, positive=True)
+
+
+def _weight_entry(q: Quantities, l: int):
+    w = q.entry("W", l)
+    return w[_J, _K] if q.index_order == "to_from" else w[_K, _J]
+
 
 def render_document(result, report=None, lang: str = "en") -> str:
     if lang not in LANGS:
@@ -161,8 +168,16 @@ def render_document(result, report=None, lang: str = "en") -> str:
         "spec": spec, "q": q, "result": result, "report": report, "lang": lang, "printer": printer,
         "notation": notation, "chain": lambda d: chain(d, printer), "step_kinds": STEP_KINDS,
         "layers": list(enumerate(spec.layers, start=1)), "depth": spec.depth,
-        "size": lambda l: printer.doprint(q.sizes[l]), "label": notation.label,
-        "activation_tex": lambda l: q.activation(l).latex,
+        "size": lambda l: printer.doprint(q.sizes[l]), "label": lambda l, node=False: notation.label(l, node),
+        "activation_tex": lambda l: notation.function_name(q.activation(l).name) or q.activation(l).latex,
+        "ix": lambda letter: notation.index_name(letter),
+        "mat": lambda kind, l: printer.doprint(q.matrix(kind, l)),
+        "weight_entry": lambda l: printer.doprint(_weight_entry(q, l)),
+        "weights_tex": lambda l: printer.doprint(q.matrix("W", l)),
+        "bias_entry": lambda l: printer.doprint(q.entry("b", l)[_J]),
+        "pre_entry": lambda l: printer.doprint(q.entry("z", l)[_J]),
+        "act_entry": lambda l: printer.doprint(q.entry("a", l)[_J]),
+        "delta_entry": lambda l: printer.doprint(q.entry("delta", l)[_J]),
         "derivations": {d.key: d for d in result.derivations},
         "has": lambda key: key in {d.key for d in result.derivations},
         "gradient_tex": lambda name: printer.doprint(result.gradient(name)),

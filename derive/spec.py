@@ -23,6 +23,7 @@ LOSSES = ("binary_cross_entropy", "cross_entropy", "generic", "squared_error")
 REDUCTIONS = ("mean", "sum")
 MAX_LAYERS = 5000
 MAX_UNITS = 100_000
+RESERVED_NAMES = ("i", "j", "k", "p", "q", "s", "L", "E", "J")
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,9 @@ def _size(value: Any, field_name: str) -> Size:
             raise SpecError(field_name, value, f"a positive integer up to {MAX_UNITS} or a symbol name such as n_1")
         return value
     if isinstance(value, str) and NAME_RE.match(value):
+        if value in RESERVED_NAMES:
+            raise SpecError(field_name, value, "a symbol name other than " + ", ".join(RESERVED_NAMES) +
+                            " (those letters are summation indices and the loss)")
         return value
     raise SpecError(field_name, value, "a positive integer or a symbol name such as n_1 (letters, digits, _)")
 

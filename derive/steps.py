@@ -49,6 +49,7 @@ Simplification = _rule("simplification", "a textbook cancellation with its condi
 MatrixLift = _rule("matrix_lift", "entries (j, k) equal delta_j a_k for all j, k  <=>  the matrix is delta a^T")
 SampleSum = _rule("sample_sum", "L = (1/m) sum_s L_s, so dL/dw = (1/m) sum_s dL_s/dw")
 BatchLift = _rule("batch_lift", "sum_s u^(s) (v^(s))^T = U V^T with the samples as columns")
+Accumulate = _rule("accumulate", "G := 0; for each sample s: G := G + delta^(s) (a^(s))^T; so G = Delta A^T")
 Penalty = _rule("penalty", "d(lambda/2 sum w^2)/dw_jk = lambda w_jk")
 Expand = _rule("expand", "write the result out in the raw weights and inputs (concrete sizes)")
 Unjustified = _rule("unjustified", "an equality the engine cannot justify by a rule", justified=False)
@@ -56,7 +57,7 @@ Unjustified = _rule("unjustified", "an equality the engine cannot justify by a r
 STEP_KINDS = tuple(cls.kind for cls in (
     Definition, ChainRule, Substitute, Differentiate, KroneckerCollapse, DeltaDefinition, LossDerivative,
     ActivationDerivative, ActivationIdentity, SoftmaxJacobian, Simplify, Simplification, MatrixLift,
-    SampleSum, BatchLift, Penalty, Expand, Unjustified))
+    SampleSum, BatchLift, Accumulate, Penalty, Expand, Unjustified))
 
 
 @dataclass(frozen=True)

@@ -98,15 +98,21 @@ def test_repr_latex_for_notebooks():
     assert r"\frac{\partial L}{\partial w^{1}_{jk}}" in text and r"\delta_{" in text
 
 
-def test_unbuilt_notation_is_a_clear_error(tmp_path):
-    spec = network("x", 2, [(1, "sigmoid")], notation="ng")
-    proc_spec = tmp_path / "ng.yaml"
-    proc_spec.write_text("name: x\nnotation: ng\ninput: 2\nlayers: [{units: 1}]\n")
-    proc = subprocess.run([sys.executable, "-m", "derive.cli", "build", str(proc_spec), "-o", str(tmp_path)],
+@pytest.mark.parametrize("value", [r"\\input{/etc/passwd}", "w_{1}", "$x$", "thetaXYZ"])
+def test_unsafe_symbol_override_is_refused_before_writing(tmp_path, value):
+    spec = tmp_path / "s.yaml"
+    spec.write_text(f"name: s\ninput: 2\nlayers: [{{units: 1}}]\nsymbols: {{weights: '{value}'}}\n")
+    proc = subprocess.run([sys.executable, "-m", "derive.cli", "build", str(spec), "-o", str(tmp_path)],
                           capture_output=True, text=True)
-    assert proc.returncode == 2 and "cannot be typeset yet" in proc.stderr and "Traceback" not in proc.stderr
-    assert not (tmp_path / "x.tex").exists()
-    del spec
+    assert proc.returncode == 2 and "symbols.weights" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "s.tex").exists()
+
+
+def test_symbol_overrides_rename_on_top_of_a_profile():
+    spec = network("s", 2, [(1, "sigmoid")], symbols={"weights": "theta", "weight": "theta",
+                                                      "activation": "g", "loss": "J"})
+    tex = render_document(derive(spec), None, "en")
+    assert r"\frac{\partial J}{\partial \theta^{1}}" in tex and "g'(z^{1}_{j})" in tex
 
 
 def test_build_validates_every_spec_before_writing(tmp_path):
@@ -199,10 +205,10 @@ def test_non_editable_install_in_a_fresh_venv_builds_documents(tmp_path):
             pytest.fail(pip.stderr[-2000:])
         pytest.skip("could not install into a fresh venv here: " + pip.stderr[-300:])
     out = tmp_path / "out"
-    proc = subprocess.run([str(venv / "bin" / "derive"), "build", str(ROOT / "examples" / "xor.yaml"), "-o", str(out)],
+    proc = subprocess.run([str(venv / "bin" / "derive"), "build", str(ROOT / "examples" / "seed004_mlp_column.yaml"), "-o", str(out)],
                           capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert (out / "xor.tex").read_text().startswith(r"\documentclass")
+    assert (out / "seed004_mlp_column.tex").read_text().startswith(r"\documentclass")
     listing = subprocess.run([str(venv / "bin" / "python"), "-c",
                               "from derive.documents import builtin_examples; print(len(builtin_examples()))"],
                              capture_output=True, text=True, cwd=tmp_path)

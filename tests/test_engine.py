@@ -102,12 +102,13 @@ def test_concrete_linear_network_writes_path_sums():
     r = derive(spec)
     q = r.quantities
     w1, w2, w3, x = (q.entry("W", 1), q.entry("W", 2), q.entry("W", 3), q.entry("a", 0))
-    entry = r.get("weight", 1, "concrete").steps[0]
-    assert entry.lhs == Partial(sp.Symbol("L"), w1[1, 1])
-    dl_dy = Partial(sp.Symbol("L"), q.entry("a", 3)[1])
-    expected = dl_dy * (w3[1, 1] * w2[1, 1] + w3[1, 2] * w2[2, 1]) * x[1]
-    assert sp.expand(entry.rhs - expected) == 0
-    assert len(r.get("weight", 1, "concrete").steps) == 6
+    y_out = q.entry("a", 3)[1]
+    output_step, chain_step = r.get("weight", 1, "concrete").steps[:2]
+    assert output_step.lhs == Partial(y_out, w1[1, 1])
+    assert sp.expand(output_step.rhs - (w3[1, 1] * w2[1, 1] + w3[1, 2] * w2[2, 1]) * x[1]) == 0
+    assert chain_step.lhs == Partial(sp.Symbol("L"), w1[1, 1])
+    assert chain_step.rhs == sp.Mul(Partial(sp.Symbol("L"), y_out), Partial(y_out, w1[1, 1]), evaluate=False)
+    assert len(r.get("weight", 1, "concrete").steps) == 2 * 6
 
 
 def test_derive_is_deterministic():
