@@ -197,9 +197,12 @@ def test_shell_escape_is_refused(tmp_path):
 
 @pytest.mark.slow
 def test_non_editable_install_in_a_fresh_venv_builds_documents(tmp_path):
+    source = tmp_path / "source"     # a clean copy: no build/ or egg-info left over from earlier installs
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        "build", "*.egg-info", ".venv", "output", ".git", "__pycache__", ".pytest_cache", ".hypothesis"))
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", str(ROOT)], capture_output=True, text=True)
+    pip = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", str(source)], capture_output=True, text=True)
     if pip.returncode != 0:
         if IN_CI:
             pytest.fail(pip.stderr[-2000:])
