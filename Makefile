@@ -31,6 +31,7 @@ test: setup tex
 
 bench: setup
 	$(BIN)/python benchmarks/derive_scaling.py
+	$(BIN)/python benchmarks/gradient_speed.py
 
 clean:
 	rm -rf $(VENV) output/*.json build *.egg-info
