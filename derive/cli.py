@@ -108,6 +108,47 @@ def codegen_command(spec_path, out_path, layout, dtype):
     click.echo(out_path)
 
 
+@main.command("graph")
+@click.argument("expression")
+@click.option("--at", "at", multiple=True, metavar="NAME=NUMBER", help="A variable's value, e.g. --at x=-2.")
+@click.option("--gates", is_flag=True, help="Break compound functions into elementary gates (1/x, c + x, e^x, a x).")
+@click.option("--json", "as_json", is_flag=True, help="Print values and gradients as JSON.")
+@click.option("--tex", is_flag=True, help="Write DIR/NAME.tex with the figure and the step table.")
+@click.option("--pdf", is_flag=True, help="Also compile the PDF.")
+@click.option("--lang", type=click.Choice(["en", "zh"]), default="en", show_default=True)
+@click.option("-o", "--output", "out_dir", default="output", show_default=True, type=click.Path(file_okay=False))
+@click.option("--name", default="graph", show_default=True, help="File name (without extension).")
+def graph_command(expression, at, gates, as_json, tex, pdf, lang, out_dir, name):
+    """Forward values and backward gradients of EXPRESSION on a graph of gates, checked against SymPy."""
+    import re
+    from pathlib import Path
+
+    from .documents import write_atomic
+    from .graph import build, parse_point
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", name):
+        raise DeriveError(f"--name: {name!r} is not accepted; expected letters, digits, '-' and '_'")
+    graph = build(expression, parse_point(list(at)), gates=gates)
+    if as_json:
+        click.echo(json.dumps(graph.to_json(), indent=2))
+    else:
+        out = graph.nodes[graph.output]
+        click.echo(f"f = {out.value:.6g}")
+        for n in graph.inputs():
+            click.echo(f"  df/d{n.name} = {n.grad:.6g}")
+    if tex or pdf:
+        from .pdf import compile_pdf
+        from .render import render_graph
+
+        stem = name if lang == "en" else f"{name}.{lang}"
+        tex_path = Path(out_dir) / f"{stem}.tex"
+        write_atomic(tex_path, render_graph(graph, expression, lang))
+        click.echo(str(tex_path), err=True)
+        if pdf:
+            result = compile_pdf(tex_path, tex_path.with_suffix(".pdf"), engine="xelatex" if lang == "zh" else "pdflatex")
+            click.echo(str(result.path), err=True)
+
+
 @main.command("demo")
 @click.option("-o", "--output", "out_dir", default="output", show_default=True, type=click.Path(file_okay=False))
 @click.option("--no-pdf", is_flag=True, help="Write the .tex files only.")
@@ -127,6 +168,33 @@ def demo_command(out_dir, no_pdf):
             for warning in outcome.warnings:
                 click.echo(f"  warning: {warning}", err=True)
     _demo_xor(out_dir)
+    _demo_graphs(out_dir, pdf=not no_pdf)
+
+
+GRAPH_EXAMPLES = (   # the two figures of 002_*.txt
+    ("seed002_sum_times", "(x + y) * z", {"x": -2.0, "y": 5.0, "z": -4.0}, False),
+    ("seed002_neuron", r"\frac{1}{1+e^{-(w_0 x_0 + w_1 x_1 + w_2)}}",
+     {"w0": 2.0, "w1": -3.0, "w2": -3.0, "x0": -1.0, "x1": -2.0}, True),
+)
+
+
+def _demo_graphs(out_dir, pdf: bool):
+    from pathlib import Path
+
+    from .documents import write_atomic
+    from .graph import build
+    from .pdf import compile_pdf
+    from .render import render_graph
+
+    for name, text, point, gates in GRAPH_EXAMPLES:
+        graph = build(text, point, gates=gates)
+        for lang in ("en", "zh"):
+            path = Path(out_dir) / (f"{name}.tex" if lang == "en" else f"{name}.{lang}.tex")
+            write_atomic(path, render_graph(graph, text, lang))
+            if pdf:
+                compile_pdf(path, path.with_suffix(".pdf"), engine="xelatex" if lang == "zh" else "pdflatex")
+        grads = ", ".join(f"df/d{n.name} = {n.grad:.2f}" for n in graph.inputs())
+        click.echo(f"{path.with_suffix('.pdf') if pdf else path}: f = {graph.nodes[graph.output].value:.2f}; {grads}")
 
 
 def _demo_xor(out_dir):

@@ -17,6 +17,9 @@ GREEK = {"alpha", "beta", "gamma", "lambda", "mu", "eta", "theta", "kappa", "rho
 def safe_symbol(name: str) -> str:
     """User-chosen names (sizes, lambda) reach LaTeX only in this whitelisted form."""
     base, _, sub = name.partition("_")
+    trailing = re.fullmatch(r"([A-Za-z]+)([0-9]+)", base)
+    if trailing and not sub:           # w0 is w_0
+        base, sub = trailing.groups()
     if not SAFE_NAME.match(base) or (sub and not re.match(r"^[A-Za-z0-9]+$", sub.replace("_", ""))):
         raise ValueError(f"unsafe symbol name {name!r}")
     head = "\\" + base if base in GREEK else base if len(base) == 1 else r"\mathit{" + base + "}"

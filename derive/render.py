@@ -186,3 +186,85 @@ def render_document(result, report=None, lang: str = "en") -> str:
         "final": lambda d: final_equation(d, printer), "final_rhs": lambda d: printer.doprint(d.result.rhs),
     }
     return environment().get_template("document.tex.j2").render(**context)
+
+
+# ------------------------------------------------------------------------- graphs
+GRAPH_X, GRAPH_Y = 3.0, 2.2     # cm between levels and between nodes of a level
+
+
+def _number(x: float, digits: int = 2) -> str:
+    text = f"{x:.{digits}f}"
+    return "0." + "0" * digits if text in ("-0." + "0" * digits,) else text
+
+
+def graph_layout(graph) -> dict[int, tuple[float, float]]:
+    """Left to right: a gate one column after its latest input, an input one column before its
+    first use. Heights: inputs in order of appearance, a gate at the mean of its inputs, then
+    each column is spread so no two nodes are closer than GRAPH_Y (no overlaps)."""
+    level = {}
+    for n in graph.nodes:
+        level[n.id] = 0 if not n.inputs else 1 + max(level[i] for i in n.inputs)
+    for n in graph.nodes:
+        if n.op == "input":
+            users = [m.id for m in graph.nodes if n.id in m.inputs]
+            level[n.id] = max(0, min(level[u] for u in users) - 1) if users else 0
+    for n in graph.nodes:                      # gates move right of inputs that moved
+        if n.inputs:
+            level[n.id] = max(level[n.id], 1 + max(level[i] for i in n.inputs))
+    y, order = {}, 0
+    for n in graph.nodes:
+        if n.op == "input":
+            y[n.id] = -order * GRAPH_Y
+            order += 1
+        else:
+            y[n.id] = sum(y[i] for i in n.inputs) / len(n.inputs)
+    columns: dict[int, list] = {}
+    for n in graph.nodes:
+        columns.setdefault(level[n.id], []).append(n.id)
+    for ids in columns.values():
+        ids.sort(key=lambda i: (-y[i], i))
+        for above, below in zip(ids, ids[1:]):
+            y[below] = min(y[below], y[above] - GRAPH_Y)
+    return {n.id: (level[n.id] * GRAPH_X, y[n.id]) for n in graph.nodes}
+
+
+def render_graph(graph, text: str, lang: str = "en") -> str:
+    from .graph import GATES, _to_sympy
+    from .printing import safe_symbol
+
+    if lang not in LANGS:
+        raise ValueError(f"language {lang!r}; accepted: {', '.join(LANGS)}")
+    import sympy as sp
+
+    printer = DerivePrinter(None, profile("nielsen"))
+    symbols = {name: sp.Symbol(name, real=True) for name in graph.point}
+    expression = printer.doprint(_to_sympy(graph.expression, symbols))
+
+    def label(n):
+        if n.op == "input":
+            return safe_symbol(n.name)
+        c = "" if n.const is None else _number(n.const, 2).rstrip("0").rstrip(".")
+        return GATES[n.op].label.replace("{c}", c)
+
+    positions = graph_layout(graph)
+    edges = []
+    for n in graph.nodes:
+        for k, (i, d) in enumerate(zip(n.inputs, n.local)):
+            twice = n.inputs.count(i) > 1          # x * x: two edges between the same nodes, bent apart
+            edges.append({"source": i, "target": n.id, "value": _number(graph.nodes[i].value),
+                          "grad": _number(n.grad * d),
+                          "bend": ("bend left=30" if k == 0 else "bend right=30") if twice else ""})
+    rows = [{"id": n.id, "label": label(n), "op": n.op, "value": _number(n.value, 4),
+             "local": ", ".join(_number(d, 4) for d in n.local), "upstream": _number(n.upstream, 4),
+             "grad": _number(n.grad, 4), "rule": "" if n.op == "input" else GATES[n.op].rule,
+             "inputs": ", ".join(str(i) for i in n.inputs)} for n in graph.nodes]
+    out = graph.nodes[graph.output]
+    return environment().get_template("graph.tex.j2").render(
+        lang=lang, expression=expression, source=text, rows=rows, edges=edges,
+        nodes=[{"id": n.id, "label": label(n), "at": f"({positions[n.id][0]:.2f},{positions[n.id][1]:.2f})",
+                "input": n.op == "input"} for n in graph.nodes],
+        output={"id": out.id, "at": f"({positions[out.id][0] + GRAPH_X:.2f},{positions[out.id][1]:.2f})",
+                "value": _number(out.value)},
+        inputs=[{"name": safe_symbol(n.name), "value": _number(n.value, 4), "grad": _number(n.grad, 4)}
+                for n in graph.inputs()],
+        check_error=f"{graph.check_error:.1e}")

@@ -1,0 +1,175 @@
+"""The safe parser for user math: a lark grammar into our own small expression tree. Never eval.
+
+Accepts plain text (`(x + y) * z`, `1/(1+exp(-(w0*x0+w1*x1+w2)))`) and the LaTeX people write
+(`\\frac{1}{1+e^{-(w_0 x_0 + w_1 x_1 + w_2)}}`, `\\sigma(x)`, `a \\cdot b`).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from lark import Lark, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from .errors import DeriveError
+
+MAX_CHARS = 10_000
+MAX_NESTING = 200
+FUNCTIONS = ("exp", "log", "sqrt", "sigmoid", "tanh", "relu", "max")
+
+GRAMMAR = r"""
+?start: sum
+?sum: product
+    | sum "+" product              -> add
+    | sum "-" product              -> sub
+?product: signed
+    | product ("*" | "\\cdot" | "\\times") signed   -> mul
+    | product "/" signed           -> div
+    | product power                -> mul
+?signed: power
+    | "-" signed                   -> neg
+    | "+" signed
+?power: atom
+    | atom "^" exponent            -> pow
+?exponent: power
+    | "-" power                    -> neg
+?atom: NUMBER                      -> number
+    | NAME                         -> variable
+    | "(" sum ")"
+    | "\\left(" sum "\\right)"
+    | "{" sum "}"
+    | "\\frac" "{" sum "}" "{" sum "}"                  -> div
+    | FUNC "(" sum ")"             -> call
+    | LATEX_FUNC "(" sum ")"       -> call
+    | LATEX_FUNC "\\left(" sum "\\right)"               -> call
+    | "\\sqrt" "{" sum "}"         -> sqrt
+    | MAX "(" sum "," sum ")"      -> maximum
+FUNC.2: /(exp|log|ln|sqrt|sigmoid|tanh|relu)(?![A-Za-z0-9_])/
+MAX.2: /\\?max(?![A-Za-z0-9_])/
+LATEX_FUNC.2: /\\(exp|log|ln|sigma|tanh)(?![A-Za-z])|\\operatorname\{(ReLU|relu)\}|\\text\{(ReLU|relu)\}|\\mathrm\{(ReLU|relu)\}/
+NAME: /[A-Za-z][A-Za-z0-9]*(?:_\{[A-Za-z0-9]+\}|_[A-Za-z0-9])?/
+NUMBER: /(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?/
+%ignore /\s+/
+%ignore /\\[,;!]/
+"""
+
+_PARSER = Lark(GRAMMAR, parser="lalr", maybe_placeholders=False)
+
+
+@dataclass(frozen=True)
+class Node:
+    """One operation of the user's expression: op is 'number', 'variable' or a function/operator."""
+
+    op: str
+    args: tuple["Node", ...] = ()
+    value: float | None = None     # for numbers
+    name: str | None = None        # for variables
+
+
+def _canonical_name(token: str) -> str:
+    """w_{0}, w_0 and w0 all name the variable w0."""
+    return token.replace("_{", "").replace("}", "").replace("_", "")
+
+
+@v_args(inline=True)
+class _Build(Transformer):
+    def number(self, token):
+        return Node("number", value=float(token))
+
+    def variable(self, token):
+        name = _canonical_name(str(token))
+        if name == "e":
+            return Node("number", value=__import__("math").e, name="e")
+        return Node("variable", name=name)
+
+    def add(self, a, b):
+        return Node("add", (a, b))
+
+    def sub(self, a, b):
+        return Node("sub", (a, b))
+
+    def mul(self, a, b):
+        return Node("mul", (a, b))
+
+    def div(self, a, b):
+        return Node("div", (a, b))
+
+    def neg(self, a):
+        return Node("neg", (a,))
+
+    def pow(self, base, exponent):
+        if base.op == "number" and base.name == "e":
+            return Node("exp", (exponent,))
+        return Node("pow", (base, exponent))
+
+    def sqrt(self, a):
+        return Node("sqrt", (a,))
+
+    def maximum(self, _token, a, b):
+        return Node("max", (a, b))
+
+    def call(self, token, arg):
+        name = re.sub(r"^\\|operatorname\{|text\{|mathrm\{|\}$", "", str(token)).lower()
+        name = {"ln": "log", "sigma": "sigmoid"}.get(name, name)
+        return Node(name, (arg,))
+
+
+_CALL = re.compile(r"(?<![\\A-Za-z0-9_{])([A-Za-z][A-Za-z0-9]+)\s*\(")
+
+
+def parse(text: str) -> Node:
+    if len(text) > MAX_CHARS:
+        raise DeriveError(f"expression: {len(text)} characters is too long; at most {MAX_CHARS} are accepted")
+    if "\x00" in text:
+        raise DeriveError("expression: contains a NUL byte; only printable text is accepted")
+    text = (text.replace("−", "-").replace("·", "*").replace("×", "*").replace("σ", "\\sigma ")
+            .replace("（", "(").replace("）", ")"))
+    for match in _CALL.finditer(text):
+        if match.group(1).lower() not in FUNCTIONS + ("ln",):
+            raise DeriveError(f"expression: unknown function {match.group(1)!r} at column {match.start(1) + 1}; "
+                              f"functions: {', '.join(FUNCTIONS)} (and ln, \\sigma, \\frac, e^{{...}})")
+    depth = 0
+    for column, ch in enumerate(text, start=1):
+        depth += ch in "({" and 1 or (-1 if ch in ")}" else 0)
+        if depth > MAX_NESTING:
+            raise DeriveError(f"expression: brackets nested deeper than {MAX_NESTING} at column {column}")
+    try:
+        return _Build().transform(_PARSER.parse(text))
+    except UnexpectedInput as exc:
+        raise DeriveError(_parse_message(text, exc)) from None
+
+
+def _parse_message(text: str, exc: UnexpectedInput) -> str:
+    column = getattr(exc, "column", None) or (len(text) + 1)
+    if isinstance(exc, UnexpectedEOF) or (isinstance(exc, UnexpectedToken) and exc.token.type == "$END"):
+        where = "at the end"
+    else:
+        where = f"at column {column}"
+    got = ""
+    if isinstance(exc, UnexpectedCharacters):
+        got = f" {text[column - 1]!r}"
+    elif isinstance(exc, UnexpectedToken) and exc.token.type != "$END":
+        got = f" {str(exc.token)!r}"
+    expected = sorted(getattr(exc, "expected", None) or getattr(exc, "allowed", None) or [])
+    readable = sorted({_TOKEN_WORDS.get(e, e.lower()) for e in expected if not e.startswith("__")})
+    hint = f"; expected one of: {', '.join(readable[:10])}" if readable else ""
+    accepted = ("numbers, variables (x, w0, w_0), + - * / ^, parentheses, exp log sqrt sigmoid tanh relu "
+                "max(a, b), and \\frac{}{} e^{} \\sigma() \\cdot")
+    return f"expression: unexpected{got} {where}{hint}. Accepted: {accepted}"
+
+
+_TOKEN_WORDS = {"NUMBER": "a number", "NAME": "a variable", "LPAR": "(", "RPAR": ")", "PLUS": "+", "MINUS": "-",
+                "STAR": "*", "SLASH": "/", "CIRCUMFLEX": "^", "FUNC": "a function", "LBRACE": "{", "RBRACE": "}",
+                "COMMA": ",", "LATEX_FUNC": "a function", "MAX": "max"}
+
+
+def variables(node: Node) -> list[str]:
+    seen: list[str] = []
+
+    def walk(n):
+        if n.op == "variable" and n.name not in seen:
+            seen.append(n.name)
+        for a in n.args:
+            walk(a)
+    walk(node)
+    return seen
