@@ -149,6 +149,55 @@ def graph_command(expression, at, gates, as_json, tex, pdf, lang, out_dir, name)
             click.echo(str(result.path), err=True)
 
 
+@main.command("verify")
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
+@click.option("--param", help="The parameter the claim is about: W2, b1 (or delta2).")
+@click.option("--claim", "claim_text", help="A claimed formula for dL/dPARAM, in LaTeX or plain text.")
+@click.option("--derivation", "derivation_path", type=click.Path(dir_okay=False),
+              help="A file with a LaTeX chain of equalities (align lines ending in \\\\).")
+@click.option("--json", "as_json", is_flag=True)
+def verify_command(spec_path, param, claim_text, derivation_path, as_json):
+    """Is a hand-derived gradient right? If not: the first wrong line, a counterexample, a diagnosis.
+
+    Exit 0 correct, 1 incorrect or shape mismatch, 2 unparseable or bad input.
+    """
+    from pathlib import Path
+
+    from .engine import derive
+    from .spec import load
+    from .verify import verify_claim, verify_derivation
+
+    if bool(claim_text) == bool(derivation_path):
+        raise DeriveError("give either --param P --claim TEXT or --derivation FILE")
+    result = derive(load(spec_path), levels=("matrix",))
+    if claim_text:
+        if not param:
+            raise DeriveError("--claim needs --param, e.g. --param W2")
+        verdict = verify_claim(result, param, claim_text)
+    else:
+        try:
+            raw = Path(derivation_path).read_bytes()
+        except OSError as exc:
+            raise DeriveError(f"--derivation {derivation_path}: cannot read it ({exc.strerror})") from None
+        if len(raw) > 200_000:
+            raise DeriveError(f"--derivation: {len(raw)} bytes is too long; at most 200000 are accepted")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise DeriveError("--derivation: not UTF-8 text") from None
+        verdict = verify_derivation(result, text, param)
+    if as_json:
+        click.echo(json.dumps(verdict.to_json(), indent=2))
+    else:
+        line = f" (first wrong line: {verdict.first_wrong_line})" if verdict.first_wrong_line else ""
+        click.echo(f"{verdict.verdict}{line}: {verdict.diagnosis}")
+        if verdict.counterexample and "worst_entry" in verdict.counterexample:
+            c = verdict.counterexample
+            click.echo(f"  counterexample: sizes {c['sizes']}, entry {c['worst_entry']}: "
+                       f"expected {c['expected']:.6g}, claimed {c['claimed']:.6g}")
+    sys.exit(verdict.exit_code)
+
+
 @main.command("demo")
 @click.option("-o", "--output", "out_dir", default="output", show_default=True, type=click.Path(file_okay=False))
 @click.option("--no-pdf", is_flag=True, help="Write the .tex files only.")

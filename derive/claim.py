@@ -1,0 +1,168 @@
+"""The grammar for claimed matrix formulas (LaTeX and plain text), into a small tree. Never eval.
+
+    \\frac{\\partial L}{\\partial W^{(2)}} = \\delta^{(3)} (a^{(2)})^T
+    delta2 * a1.T
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from lark import Lark, Transformer, v_args
+from lark.exceptions import UnexpectedInput
+
+from .errors import DeriveError
+
+MAX_CHARS = 20_000
+
+GRAMMAR = r"""
+?start: sum
+?sum: term
+    | sum "+" term                    -> add
+    | sum "-" term                    -> sub
+?term: signed
+    | term MUL signed                 -> mul
+    | term "@" signed                 -> mul
+    | term HADAMARD signed            -> hadamard
+    | term postfix                    -> mul
+?signed: postfix
+    | "-" signed                      -> neg
+?postfix: primary
+    | postfix TRANSPOSE               -> transpose
+?primary: SYMBOL                      -> symbol
+    | NUMBER                          -> number
+    | "\\frac" "{" sum "}" "{" sum "}"                      -> frac
+    | "\\frac" "{" PARTIAL SYMBOL "}" "{" PARTIAL SYMBOL "}" -> partial
+    | FUNCTION "(" sum ")"            -> apply
+    | "(" sum ")"
+    | "[" sum "]"
+    | "{" sum "}"
+MUL: "\\cdot" | "\\times" | "*"
+HADAMARD: "\\odot" | "\\circ" | "⊙" | "∘"
+PARTIAL: "\\partial"
+TRANSPOSE: /\^\{\s*(T|\\top|\\intercal|\\mathsf\{T\}|\\mathsf T|\\mathrm\{T\})\s*\}|\^(T|\\top|\\intercal)(?![A-Za-z])|\.T(?![A-Za-z0-9])/
+FUNCTION.3: /(\\sigma|\\operatorname\{(ReLU|relu|softmax)\}|\\text\{(ReLU|relu)\}|\\tanh|sigmoid|sigma|relu|tanh|g|f)('|\\prime|\^\{\\prime\})?(?=\s*(\\left)?\s*\()/
+SYMBOL.2: /(y_\{\\mathrm\{out\}\}|y_\{\\text\{out\}\}|y_\{out\}|y_out|\\hat\{y\}|\\hat y|\\mathbf\{[A-Za-z]\}|\\(delta|Delta|Theta|theta|lambda)|delta|Delta|Theta|theta|lambda|[A-Za-z])(\^\{\(?[0-9]+\)?\}|\^\([0-9]+\)|\^[0-9]|[0-9]+)?/
+NUMBER: /[0-9]+(\.[0-9]+)?/
+%ignore /\s+/
+%ignore /\\left|\\right|\\[,;!]|\\bigl|\\bigr|\\Bigl|\\Bigr/
+"""
+
+_PARSER = Lark(GRAMMAR, parser="lalr")
+
+
+@dataclass(frozen=True)
+class Term:
+    op: str                       # symbol, number, partial, apply, add, sub, mul, hadamard, neg, transpose, frac
+    args: tuple["Term", ...] = ()
+    name: str = ""                # symbol base name, function name
+    label: int | None = None      # the layer label as written
+    value: float | None = None
+    prime: bool = False
+
+    def __str__(self):
+        return render(self)
+
+
+def _split_symbol(token: str) -> tuple[str, int | None]:
+    token = token.strip()
+    m = re.fullmatch(r"(.*?)(\^\{\(?([0-9]+)\)?\}|\^\(([0-9]+)\)|\^([0-9])|([0-9]+))?", token)
+    base, label = m.group(1), m.group(3) or m.group(4) or m.group(5) or m.group(6)
+    base = base.replace("\\hat{y}", "hat_y").replace("\\hat y", "hat_y")
+    if base.startswith("y_"):
+        base = "y_out"
+    base = re.sub(r"\\mathbf\{([A-Za-z])\}", r"\1", base).lstrip("\\")
+    return base, int(label) if label else None
+
+
+@v_args(inline=True)
+class _Build(Transformer):
+    def symbol(self, token):
+        base, label = _split_symbol(str(token))
+        return Term("symbol", name=base, label=label)
+
+    def number(self, token):
+        return Term("number", value=float(token))
+
+    def frac(self, a, b):
+        return Term("mul", (a, Term("recip", (b,))))
+
+    def partial(self, _p1, num, _p2, den):
+        n, nl = _split_symbol(str(num))
+        d, dl = _split_symbol(str(den))
+        return Term("partial", (Term("symbol", name=n, label=nl), Term("symbol", name=d, label=dl)))
+
+    def apply(self, fn, arg):
+        text = str(fn)
+        prime = text.endswith(("'", "\\prime", "^{\\prime}"))
+        name = re.sub(r"'|\\prime|\^\{\\prime\}", "", text)
+        name = re.sub(r"\\operatorname\{|\\text\{|\}|\\", "", name).lower()
+        return Term("apply", (arg,), name={"sigma": "sigmoid"}.get(name, name), prime=prime)
+
+    def add(self, a, b):
+        return Term("add", (a, b))
+
+    def sub(self, a, b):
+        return Term("sub", (a, b))
+
+    def mul(self, a, *rest):
+        b = rest[-1]
+        return Term("mul", (a, b))
+
+    def hadamard(self, a, _op, b):
+        return Term("hadamard", (a, b))
+
+    def neg(self, a):
+        return Term("neg", (a,))
+
+    def transpose(self, a, _t):
+        return Term("transpose", (a,))
+
+
+NORMALIZE = (("−", "-"), ("σ", "\\sigma "), ("δ", "\\delta "), ("Δ", "\\Delta "), ("Θ", "\\Theta "), ("θ", "\\theta "),
+             ("∂", "\\partial "), ("ᵀ", "^T"), ("⊤", "^T"), ("·", "*"), ("×", "*"), ("（", "("), ("）", ")"),
+             ("′", "'"), ("\\hat{y}", "\\hat{y}"))
+
+
+def parse_claim(text: str) -> Term:
+    if len(text) > MAX_CHARS:
+        raise DeriveError(f"claim: {len(text)} characters is too long; at most {MAX_CHARS} are accepted")
+    if "\x00" in text:
+        raise DeriveError("claim: contains a NUL byte; only printable text is accepted")
+    for old, new in NORMALIZE:
+        text = text.replace(old, new)
+    if text.count("{") != text.count("}"):
+        raise DeriveError("claim: unbalanced braces { }")
+    if re.search(r"\\(input|include|write|openin|openout|catcode|def|immediate|usepackage)\b", text):
+        raise DeriveError("claim: TeX commands such as \\input are not mathematics; not accepted")
+    try:
+        return _Build().transform(_PARSER.parse(text))
+    except UnexpectedInput as exc:
+        column = getattr(exc, "column", None)
+        where = f"column {column}" if column and column > 0 else "the end"
+        expected = sorted(e for e in (getattr(exc, "expected", None) or getattr(exc, "allowed", None) or [])
+                          if not e.startswith("__"))
+        hint = f"; expected one of: {', '.join(expected[:8]).lower()}" if expected else ""
+        raise DeriveError(f"claim: cannot read it at {where}{hint}. Write products, \\odot, ^T, \\frac, "
+                          f"\\sigma'(z^{{2}}), \\frac{{\\partial L}}{{\\partial W^{{2}}}}, or plain text such as "
+                          f"delta2 * a1.T") from None
+
+
+def render(t: Term) -> str:
+    """A plain-text form of a term, for messages."""
+    if t.op == "symbol":
+        return t.name + ("" if t.label is None else str(t.label))
+    if t.op == "number":
+        return f"{t.value:g}"
+    if t.op == "partial":
+        return f"dL/d{render(t.args[1])}"
+    if t.op == "apply":
+        return f"{t.name}{chr(39) if t.prime else ''}({render(t.args[0])})"
+    if t.op == "transpose":
+        return f"({render(t.args[0])})^T"
+    if t.op == "neg":
+        return f"-({render(t.args[0])})"
+    if t.op == "recip":
+        return f"1/({render(t.args[0])})"
+    sym = {"add": " + ", "sub": " - ", "mul": " ", "hadamard": " ⊙ "}[t.op]
+    return "(" + sym.join(render(a) for a in t.args) + ")"

@@ -1,0 +1,425 @@
+"""Judging a claimed gradient formula, or a multi-line derivation, against the engine.
+
+Claims are read by our own grammar (claim.py), their symbols resolved through the spec's notation
+(W^{2}, \\Theta^{(2)}, \\delta^{(3)}, x, y, \\hat y), and compared numerically with the true value
+at several random instances (several concrete sizes when sizes are symbolic). When a claim is
+wrong, single changes of the claim are tried (sign, constant, transpose, order, \\odot against a
+matrix product, layer index, a missing sigma'); the one that makes it right is the diagnosis.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from .claim import Term, parse_claim, render
+from .errors import DeriveError
+from .evaluate import Evaluator
+from .notation import profile
+from .oracle import make_instance
+
+TRIALS = 3
+RTOL, ATOL = 1e-6, 1e-9
+
+
+class ShapeError(Exception):
+    pass
+
+
+@dataclass
+class Verdict:
+    verdict: str                          # correct | incorrect | shape_mismatch | unparseable
+    first_wrong_line: int | None = None
+    counterexample: dict | None = None
+    diagnosis: str = ""
+    lines: list = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        out = {"verdict": self.verdict, "first_wrong_line": self.first_wrong_line,
+               "counterexample": self.counterexample, "diagnosis": self.diagnosis}
+        if self.lines:
+            out["lines"] = self.lines
+        return out
+
+    @property
+    def exit_code(self) -> int:
+        return {"correct": 0, "incorrect": 1, "shape_mismatch": 1}.get(self.verdict, 2)
+
+
+# ------------------------------------------------------------------------ meaning of symbols
+
+class Meaning:
+    """Symbols of a claim -> the engine's quantities, in the spec's notation."""
+
+    def __init__(self, result):
+        self.result, self.q = result, result.quantities
+        spec = result.spec
+        self.n = profile(spec.notation, spec.symbols)
+        plain = lambda s: re.sub(r"\\(mathbf|mathrm|mathit)\{([^}]*)\}", r"\2", s).lstrip("\\")
+        table = {}
+        for kind, names in (("W", (self.n.weights, self.n.weight, "W", "w")), ("b", (self.n.bias, "b")),
+                            ("z", (self.n.pre,)), ("a", (self.n.act,)), ("delta", (self.n.delta, "delta")),
+                            ("input", (self.n.input,)), ("y", (self.n.target,)), ("L", (self.n.loss, "L")),
+                            ("batch_delta", (self.n.batch_delta, "Delta")), ("batch_a", (self.n.batch_act,)),
+                            ("batch_input", (self.n.batch_input,)), ("batch_y", (self.n.batch_target,)),
+                            ("batch_z", (self.n.batch_pre,))):
+            for name in names:
+                table.setdefault(plain(name), kind)
+        if self.n.bias_folded:
+            table.pop(plain(self.n.bias), None)
+            table[plain(self.n.weights)] = "W"
+        table["hat_y"] = "output"
+        if self.n.output:
+            table["y_out"] = "output"
+        self.l2 = spec.loss.l2 if isinstance(spec.loss.l2, str) else None
+        self.table = table
+
+    def symbols(self) -> str:
+        return ", ".join(sorted(k for k in self.table if k not in ("hat_y",)))
+
+    def layer(self, kind: str, label: int | None) -> int:
+        depth = self.q.depth
+        if label is None:
+            if depth == 1 and kind in ("W", "b", "z", "a", "delta"):
+                return 1
+            raise DeriveError(f"claim: {kind} needs a layer label, e.g. {kind}^{{2}}")
+        layer = label - (self.n.node_shift if kind in ("z", "a", "delta") else 0)
+        low = 0 if kind == "a" else 1
+        if not low <= layer <= depth:
+            raise DeriveError(f"claim: layer label {label} is out of range for this network "
+                              f"({self.n.label(low, kind in ('z', 'a', 'delta'))} to "
+                              f"{self.n.label(depth, kind in ('z', 'a', 'delta'))})")
+        return layer
+
+    def matrix(self, t: Term):
+        """A symbol -> (MatrixSymbol, is_batch)."""
+        kind = self.table.get(t.name)
+        if kind is None:
+            if t.name == "m" or t.name == self.l2:
+                return None, True
+            raise DeriveError(f"claim: unknown symbol {t.name!r}; in the {self.n.name} notation the symbols are "
+                              f"{self.symbols()} (with layer labels), m, and \\hat y")
+        batch = kind.startswith("batch_")
+        kind = kind.removeprefix("batch_")
+        if kind == "input":
+            return self.q.matrix("a", 0, batch), batch
+        if kind == "output":
+            return self.q.matrix("a", self.q.depth, batch), batch
+        if kind == "y":
+            return self.q.matrix("y", None, batch), batch
+        if kind == "L":
+            raise DeriveError("claim: the loss appears only as \\frac{\\partial L}{\\partial ...}")
+        return self.q.matrix(kind, self.layer(kind, t.label), batch), batch
+
+    def uses_batch(self, t: Term) -> bool:
+        if t.op == "symbol":
+            kind = self.table.get(t.name, "")
+            return kind.startswith("batch_") or t.name == "m"
+        return any(self.uses_batch(a) for a in t.args)
+
+
+# ---------------------------------------------------------------------------- evaluation
+
+def _value(t: Term, meaning: Meaning, ev: Evaluator, samples: int):
+    q = meaning.q
+    if t.op == "number":
+        return t.value
+    if t.op == "symbol":
+        if t.name == "m":
+            return float(samples)
+        if t.name == meaning.l2:
+            import sympy as sp
+
+            return float(ev.inst.constants[sp.Symbol(t.name)])
+        sym, _ = meaning.matrix(t)
+        return np.asarray(ev(sym), dtype=float)
+    if t.op == "partial":
+        from .algebra import MatPartial
+
+        num, den = t.args
+        if meaning.table.get(num.name) != "L":
+            raise DeriveError(f"claim: only derivatives of the loss are understood, not of {num.name!r}")
+        sym, _ = meaning.matrix(den)
+        return np.asarray(ev(MatPartial(q.loss, sym)), dtype=float)
+    if t.op == "apply":
+        arg = _value(t.args[0], meaning, ev, samples)
+        row = _activation(t, meaning)
+        fn = row.numpy_derivative if t.prime else row.numpy
+        x = np.asarray(arg, dtype=float)
+        return fn(x.T).T if q.layout == "row" else fn(x)
+    vals = [_value(a, meaning, ev, samples) for a in t.args]
+    if t.op == "neg":
+        return -vals[0]
+    if t.op == "recip":
+        return 1.0 / vals[0]
+    if t.op == "transpose":
+        return np.asarray(vals[0]).T
+    a, b = vals
+    if t.op in ("add", "sub"):
+        _same_shape(a, b, "+" if t.op == "add" else "-", t)
+        return a + b if t.op == "add" else a - b
+    if t.op == "hadamard":
+        _same_shape(a, b, "⊙", t)
+        return a * b
+    if np.ndim(a) == 0 or np.ndim(b) == 0:
+        return a * b
+    if a.shape[1] != b.shape[0]:
+        raise ShapeError(f"{render(t)}: a {a.shape[0]}x{a.shape[1]} matrix times a {b.shape[0]}x{b.shape[1]} one")
+    return a @ b
+
+
+def _same_shape(a, b, op, t):
+    if np.ndim(a) and np.ndim(b) and np.shape(a) != np.shape(b) and 1 not in (np.size(a), np.size(b)):
+        raise ShapeError(f"{render(t)}: {op} of a {np.shape(a)[0]}x{np.shape(a)[1]} and a "
+                         f"{np.shape(b)[0]}x{np.shape(b)[1]} matrix")
+
+
+def _activation(t: Term, meaning: Meaning):
+    from . import rules
+
+    if t.name in ("sigmoid", "relu", "tanh", "softmax") and t.name != "softmax":
+        return rules.activation(t.name)
+    arg = t.args[0]
+    if arg.op == "symbol" and meaning.table.get(arg.name) in ("z", "batch_z"):
+        return meaning.q.activation(meaning.layer("z", arg.label))
+    raise DeriveError(f"claim: cannot tell which layer's activation {t.name}(...) means; write it of z, "
+                      f"e.g. {t.name}'(z^{{2}})")
+
+
+# ------------------------------------------------------------------------------ judging
+
+@dataclass
+class Target:
+    """What a claim is about: dL/dW^l, dL/db^l or delta^l, as a term and as a value."""
+
+    term: Term
+    label: str
+
+
+def target(result, param: str) -> Target:
+    m = re.fullmatch(r"(W|b|delta)([0-9]+)", param.strip())
+    if not m:
+        if re.fullmatch(r"W[0-9]+\[[0-9]+,\s*[0-9]+\]", param.strip()):
+            raise DeriveError(f"--param {param}: single entries cannot be verified yet; give the whole "
+                              f"matrix, e.g. --param {param.split('[')[0]}")
+        raise DeriveError(f"--param {param!r}: expected a parameter such as W2 or b1 (or delta2)")
+    kind, layer = m.group(1), int(m.group(2))
+    if not 1 <= layer <= result.spec.depth or (kind == "b" and not result.spec.layers[layer - 1].bias):
+        raise DeriveError(f"--param {param}: the network has no such parameter; it has "
+                          + ", ".join(result.parameters))
+    meaning = Meaning(result)
+    n = meaning.n
+    if kind == "delta":
+        return Target(Term("symbol", name=n.delta.lstrip("\\"), label=layer + n.node_shift), f"delta{layer}")
+    name = (n.weights if kind == "W" else n.bias).lstrip("\\")
+    if kind == "b" and n.bias_folded:
+        raise DeriveError("--param b: in Ng's notation the bias is column 0 of Theta; verify the Theta matrix")
+    return Target(Term("partial", (Term("symbol", name=n.loss.lstrip("\\")), Term("symbol", name=name, label=layer))),
+                  param)
+
+
+def _instances(result, batch: bool):
+    out = []
+    for seed in range(TRIALS):
+        inst = make_instance(result.quantities, seed=seed)
+        out.append(inst if batch or inst.samples == 1 else inst.sample_view(0))
+    return out
+
+
+def _close(a, b) -> bool:
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape and not (a.size == b.size == 1):
+        return False
+    scale = max(np.max(np.abs(a), initial=0), np.max(np.abs(b), initial=0), 1e-12)
+    return bool(np.all(np.abs(a.reshape(b.shape) - b) <= ATOL * scale + RTOL * np.maximum(np.abs(a.reshape(b.shape)), np.abs(b))))
+
+
+def _evaluate(t: Term, meaning, inst):
+    return _value(t, meaning, Evaluator(inst), inst.samples)
+
+
+def judge(result, truth: Term, claim: Term) -> Verdict:
+    meaning = Meaning(result)
+    batch = meaning.uses_batch(claim) or meaning.uses_batch(truth)
+    instances = _instances(result, batch)
+    for inst in instances:
+        try:
+            expected = _evaluate(truth, meaning, inst)
+        except ShapeError as exc:
+            return Verdict("shape_mismatch", None, None, f"the line it is compared with does not fit: {exc}")
+        try:
+            claimed = _evaluate(claim, meaning, inst)
+        except ShapeError as exc:
+            return Verdict("shape_mismatch", None, {"sizes": list(inst.sizes), "problem": str(exc)},
+                           _diagnose(meaning, instances, truth, claim) or str(exc))
+        if np.shape(claimed) != np.shape(expected) and np.size(claimed) != np.size(expected) or (
+                np.ndim(claimed) and np.ndim(expected) and np.shape(claimed) != np.shape(expected)):
+            return Verdict("shape_mismatch", None,
+                           {"sizes": list(inst.sizes), "expected_shape": list(np.shape(expected)),
+                            "claimed_shape": list(np.shape(claimed))},
+                           _diagnose(meaning, instances, truth, claim) or
+                           f"the claim is {_shape(claimed)} but the gradient is {_shape(expected)}")
+        if not _close(claimed, expected):
+            return Verdict("incorrect", None, _counterexample(inst, expected, claimed),
+                           _diagnose(meaning, instances, truth, claim) or
+                           "no single common slip explains the difference")
+    return Verdict("correct", diagnosis=f"agrees at {len(instances)} random instances")
+
+
+def _shape(x):
+    return "a scalar" if np.ndim(x) == 0 else f"{np.shape(x)[0]}x{np.shape(x)[1]}"
+
+
+def _counterexample(inst, expected, claimed) -> dict:
+    expected, claimed = np.atleast_2d(expected), np.atleast_2d(claimed).reshape(np.atleast_2d(expected).shape)
+    worst = np.unravel_index(int(np.argmax(np.abs(expected - claimed))), expected.shape)
+    values = {"x": inst.x.ravel().round(6).tolist(), "y": inst.y.ravel().round(6).tolist()}
+    if sum(w.size for w in inst.weights.values()) <= 40:
+        values.update({f"W{l}": w.round(6).tolist() for l, w in inst.weights.items()})
+        values.update({f"b{l}": b.ravel().round(6).tolist() for l, b in inst.biases.items()})
+    return {"sizes": list(inst.sizes), "worst_entry": [int(i) + 1 for i in worst],
+            "expected": float(expected[worst]), "claimed": float(claimed[worst]), "values": values}
+
+
+# -------------------------------------------------------------------------------- diagnosis
+
+def _subterms(t: Term, path=()):
+    yield path, t
+    for i, a in enumerate(t.args):
+        yield from _subterms(a, path + (i,))
+
+
+def _replace_at(t: Term, path, new: Term) -> Term:
+    if not path:
+        return new
+    args = list(t.args)
+    args[path[0]] = _replace_at(args[path[0]], path[1:], new)
+    return replace(t, args=tuple(args))
+
+
+def _mutations(t: Term, meaning: Meaning):
+    """Single changes of the claim, most common slips first: (changed claim, diagnosis)."""
+    yield Term("neg", (t,)), "sign error: the claim has the wrong sign"
+    for k, text in ((2.0, "2"), (0.5, "1/2")):
+        yield Term("mul", (Term("number", value=k), t)), f"constant factor off: the claim is missing a factor {text}"
+    yield Term("mul", (Term("recip", (Term("symbol", name="m"),)), t)), "constant factor off: the 1/m of the mean is missing"
+    yield Term("mul", (Term("symbol", name="m"), t)), "constant factor off: an extra 1/m"
+    spec = meaning.result.spec
+    if spec.loss.l2 is not None:
+        lam = Term("symbol", name=meaning.l2) if meaning.l2 else Term("number", value=float(spec.loss.l2))
+        for layer in range(1, meaning.q.depth + 1):
+            w = Term("symbol", name=meaning.n.weights.lstrip("\\"), label=layer)
+            yield Term("add", (t, Term("mul", (lam, w)))), f"the L2 term is missing: + λ {render(w)}"
+    subs = list(_subterms(t))
+    for path, s in subs:
+        if s.op == "transpose":
+            yield _replace_at(t, path, s.args[0]), f"extra transpose: {render(s)} should be {render(s.args[0])}"
+    for path, s in subs:
+        if s.op in ("symbol", "mul", "partial") and not (path and _at(t, path[:-1]).op == "transpose"):
+            yield _replace_at(t, path, Term("transpose", (s,))), f"missing transpose: {render(s)} should be ({render(s)})^T"
+    for path, s in subs:
+        if s.op == "mul":
+            yield _replace_at(t, path, replace(s, args=s.args[::-1])), \
+                f"wrong order of a product: {render(s)} should be {render(replace(s, args=s.args[::-1]))}"
+    for path, s in subs:
+        if s.op == "hadamard":
+            yield _replace_at(t, path, replace(s, op="mul")), f"⊙ where a matrix product belongs in {render(s)}"
+        if s.op == "mul":
+            yield _replace_at(t, path, replace(s, op="hadamard")), f"a matrix product where ⊙ belongs in {render(s)}"
+    for path, s in subs:
+        if s.op == "symbol" and s.label is not None:
+            for delta in (-1, 1):
+                moved = replace(s, label=s.label + delta)
+                yield _replace_at(t, path, moved), f"wrong layer index: {render(s)} should be {render(moved)}"
+    z = meaning.n.pre.lstrip("\\")
+    for path, s in subs:
+        if s.op in ("symbol", "mul", "hadamard", "partial", "add", "sub", "neg"):
+            for layer in range(1, meaning.q.depth + 1):
+                label = layer + meaning.n.node_shift
+                factor = Term("apply", (Term("symbol", name=z, label=label),), name="f", prime=True)
+                yield _replace_at(t, path, Term("hadamard", (s, factor))), \
+                    f"missing σ' factor: {render(s)} should be multiplied (⊙) by f'({z}{label})"
+    for path, s in subs:
+        if s.op == "hadamard":
+            for keep in (0, 1):
+                yield _replace_at(t, path, s.args[keep]), f"extra factor: {render(s.args[1 - keep])} does not belong"
+
+
+def _at(t, path):
+    for i in path:
+        t = t.args[i]
+    return t
+
+
+def _diagnose(meaning, instances, truth, claim) -> str:
+    expected = [_evaluate(truth, meaning, inst) for inst in instances[:2]]
+    with np.errstate(all="ignore"):
+        for changed, text in _mutations(claim, meaning):
+            try:
+                if all(_close(_evaluate(changed, meaning, inst), e) for inst, e in zip(instances[:2], expected)):
+                    return text
+            except (ShapeError, DeriveError, ValueError, FloatingPointError, KeyError):
+                continue
+    return ""
+
+
+# ------------------------------------------------------------------------------ entry points
+
+def verify_claim(result, param: str, text: str) -> Verdict:
+    goal = target(result, param)
+    try:
+        claim = parse_claim(text.split("=")[-1])     # a leading "dL/dW = " is allowed
+    except DeriveError as exc:
+        return Verdict("unparseable", None, None, str(exc))
+    return judge(result, goal.term, claim)
+
+
+LINE_SKIP = re.compile(r"^\s*(\\begin\{|\\end\{|%|$)")
+
+
+def verify_derivation(result, text: str, param: str | None = None) -> Verdict:
+    """Every consecutive equality of a LaTeX chain; the first wrong line (1-based in the file)."""
+    chain: list[tuple[int, str]] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if LINE_SKIP.match(raw):
+            continue
+        line = re.sub(r"\\\\\s*$|\\nonumber|\\notag|\\label\{[^}]*\}", "", raw).replace("&", "").strip()
+        line = re.sub(r"^\\\[|\\\]$|^\$\$|\$\$$", "", line).strip().rstrip(",.")
+        if not line:
+            continue
+        for k, part in enumerate(line.split("=")):
+            if part.strip() or k == 0:
+                chain.append((number, part.strip()))
+    chain = [(n, p) for n, p in chain if p]
+    if len(chain) < 2:
+        raise DeriveError("derivation: no equality found; write lines such as "
+                          "\\frac{\\partial L}{\\partial W^{2}} &= ... \\\\")
+    meaning = Meaning(result)
+    terms = []
+    for number, part in chain:
+        try:
+            terms.append((number, parse_claim(part)))
+        except DeriveError as exc:
+            return Verdict("unparseable", number, None, f"line {number}: {exc}")
+    first = terms[0][1]
+    if param:
+        first = target(result, param).term
+    lines, wrong, previous = [], None, first
+    verdict = None
+    for number, term in terms[1:]:
+        judged = judge(result, previous, term)
+        truth = judge(result, first, term)
+        lines.append({"line": number, "follows_from_previous": judged.verdict == "correct",
+                      "correct": truth.verdict == "correct"})
+        if wrong is None and judged.verdict != "correct":
+            wrong, verdict = number, judged
+        previous = term
+    if wrong is None:
+        return Verdict("correct", None, None, f"every one of the {len(terms) - 1} equalities holds", lines)
+    later = [l["line"] for l in lines if l["line"] > wrong and l["follows_from_previous"]]
+    again = [l["line"] for l in lines if l["line"] > wrong and l["correct"]]
+    note = (f"; later lines that follow correctly from the one before: {later}" if later else "") + \
+           (f"; later lines that are correct again: {again}" if again else "")
+    return Verdict(verdict.verdict, wrong, verdict.counterexample,
+                   f"line {wrong}: {verdict.diagnosis}{note}", lines)

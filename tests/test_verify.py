@@ -1,0 +1,108 @@
+"""Verifying hand derivations: a corpus of claims and derivations with planted slips, and bad input."""
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from derive import load
+from derive.engine import derive
+from derive.verify import verify_claim, verify_derivation
+
+HERE = Path(__file__).parent
+EXAMPLES = HERE.parent / "examples"
+CLAIMS = yaml.safe_load((HERE / "verify_corpus" / "claims.yaml").read_text())
+DERIVATIONS = yaml.safe_load((HERE / "verify_corpus" / "derivations.yaml").read_text())
+_CACHE = {}
+
+
+def result_for(example):
+    if example not in _CACHE:
+        _CACHE[example] = derive(load(EXAMPLES / f"{example}.yaml"), levels=("matrix",))
+    return _CACHE[example]
+
+
+def test_the_corpus_is_big_enough_and_half_planted():
+    assert len(CLAIMS) >= 40 and len(DERIVATIONS) >= 15
+    wrong = [c for c in CLAIMS if c["verdict"] != "correct"]
+    assert 0.35 <= len(wrong) / len(CLAIMS) <= 0.75
+    kinds = " ".join(c.get("diagnosis", "") for c in CLAIMS + DERIVATIONS)
+    for kind in ("transpose", "order", "⊙", "σ'", "sign", "factor", "layer"):
+        assert kind in kinds, kind
+    assert len({c["example"] for c in CLAIMS}) >= 5      # several networks and notations
+
+
+@pytest.mark.parametrize("case", CLAIMS, ids=[f"{c['example']}:{c['param']}:{i}" for i, c in enumerate(CLAIMS)])
+def test_claims(case):
+    verdict = verify_claim(result_for(case["example"]), case["param"], case["claim"])
+    assert verdict.verdict == case["verdict"], verdict.diagnosis
+    assert case.get("diagnosis", "") in verdict.diagnosis
+    if verdict.verdict == "incorrect":
+        ce = verdict.counterexample
+        assert {"sizes", "worst_entry", "expected", "claimed"} <= set(ce) and ce["expected"] != ce["claimed"]
+
+
+@pytest.mark.parametrize("case", DERIVATIONS, ids=[c["file"] for c in DERIVATIONS])
+def test_derivations(case):
+    text = (HERE / "verify_corpus" / "derivations" / f"{case['file']}.tex").read_text()
+    verdict = verify_derivation(result_for(case["example"]), text)
+    assert verdict.verdict == case["verdict"], verdict.diagnosis
+    assert verdict.first_wrong_line == case.get("line")
+    assert case.get("diagnosis", "") in verdict.diagnosis
+    assert all({"line", "follows_from_previous", "correct"} <= set(l) for l in verdict.lines)
+
+
+def run(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "derive.cli", *args], capture_output=True, text=True, timeout=60, **kw)
+
+
+def test_cli_json_and_exit_codes(tmp_path):
+    spec = str(EXAMPLES / "seed004_mlp_column.yaml")
+    ok = run("verify", spec, "--param", "W2", "--claim", r"\delta^{2} (a^{1})^T", "--json")
+    assert ok.returncode == 0 and json.loads(ok.stdout)["verdict"] == "correct"
+    bad = run("verify", spec, "--param", "W2", "--claim", r"-\delta^{2} (a^{1})^T", "--json")
+    data = json.loads(bad.stdout)
+    assert bad.returncode == 1 and data["verdict"] == "incorrect" and "sign" in data["diagnosis"]
+    assert set(data) >= {"verdict", "first_wrong_line", "counterexample", "diagnosis"}
+    shape = run("verify", spec, "--param", "W2", "--claim", r"\delta^{2} a^{1}", "--json")
+    assert shape.returncode == 1 and json.loads(shape.stdout)["verdict"] == "shape_mismatch"
+    path = tmp_path / "d.tex"
+    path.write_text((HERE / "verify_corpus" / "derivations" / "col_w2_sign.tex").read_text())
+    deriv = run("verify", spec, "--derivation", str(path), "--json")
+    assert deriv.returncode == 1 and json.loads(deriv.stdout)["first_wrong_line"] == 4
+
+
+BAD = [
+    ["--param", "W2", "--claim", "__import__('os').system('touch pwned')"],
+    ["--param", "W2", "--claim", r"\input{/etc/passwd}"],
+    ["--param", "W2", "--claim", "2^{2^{40}}"],
+    ["--param", "W2", "--claim", r"\frac{\delta^{2}}{"],
+    ["--param", "W2", "--claim", "delta2\x01"],
+    ["--param", "W9", "--claim", "delta2"],
+    ["--param", "W2[1,1]", "--claim", "delta2"],
+    ["--param", "W2", "--claim", "q2 * a1.T"],
+]
+
+
+@pytest.mark.parametrize("args", BAD, ids=range(len(BAD)))
+def test_bad_input_is_a_clear_error_fast(args, tmp_path):
+    start = time.perf_counter()
+    proc = run("verify", str(EXAMPLES / "seed004_mlp_column.yaml"), *args, cwd=tmp_path)
+    assert time.perf_counter() - start < 5
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and (proc.stderr or proc.stdout).strip()
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_nul_bytes_and_a_megabyte_are_refused(tmp_path):
+    result = result_for("seed004_mlp_column")
+    assert verify_claim(result, "W2", "delta2\x00").verdict == "unparseable"
+    start = time.perf_counter()
+    assert verify_claim(result, "W2", "delta2 + " * 120_000 + "delta2").verdict == "unparseable"
+    assert time.perf_counter() - start < 5
+    big = tmp_path / "big.tex"
+    big.write_text("&= delta2 \\\\\n" * 100_000)
+    proc = run("verify", str(EXAMPLES / "seed004_mlp_column.yaml"), "--derivation", str(big))
+    assert proc.returncode == 2 and "too long" in proc.stderr
