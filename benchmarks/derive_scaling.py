@@ -7,21 +7,12 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import statistics
 import time
 
 from derive import network
 from derive.checks import check
 from derive.engine import derive
-
-
-def timed(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from timing import median_time
 
 
 def matrix_level(depth):
@@ -76,12 +67,12 @@ def main():
     print(f"{'matrix level, tanh, depth':<34}{'seconds':>10}{'ms/layer':>10}")
     base = None
     for depth in (10, 100, 1000):
-        t = timed(lambda: matrix_level(depth), args.repeats if depth < 1000 else max(1, args.repeats))
+        t = median_time(lambda: matrix_level(depth), args.repeats, warm_up=False)
         base = base or t / depth
         print(f"{depth:<34}{t:>10.3f}{1000 * t / depth:>10.2f}")
     print(f"\n{'concrete level, sigmoid, 3 layers':<34}{'derive':>10}{'naive':>10}{'ratio':>10}")
     for width in (4, 8):
-        ours = timed(lambda: concrete_level(width), args.repeats)
+        ours = median_time(lambda: concrete_level(width), args.repeats, warm_up=False)
         naive = naive_time(width, args.naive_cap)
         naive_text = f"{naive:10.2f}" if naive is not None else f"{'>' + str(int(args.naive_cap)):>10}"
         ratio = naive / ours if naive is not None else args.naive_cap / ours

@@ -9,15 +9,14 @@ CPU and are skipped with a message when they are not installed.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 from derive import network
 from derive.codegen import generate, load_module, nested_gradient_code
+from timing import median_time
 
 SIZES = (256, 512, 512, 10)
 BATCH = 256
@@ -26,16 +25,6 @@ BATCH = 256
 def spec():
     return network("bench", SIZES[0], [(SIZES[1], "relu"), (SIZES[2], "relu"), (SIZES[3], "softmax")],
                    loss="cross_entropy", samples="m")
-
-
-def median_time(fn, repeats):
-    fn()  # warm up (and compile, for JAX)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def keep_freed_memory(keep: bool) -> bool:
