@@ -42,7 +42,7 @@ HADAMARD: "\\odot" | "\\circ" | "⊙" | "∘"
 PARTIAL: "\\partial"
 TRANSPOSE: /\^\{\s*(T|\\top|\\intercal|\\mathsf\{T\}|\\mathsf T|\\mathrm\{T\})\s*\}|\^(T|\\top|\\intercal)(?![A-Za-z])|\.T(?![A-Za-z0-9])/
 FUNCTION.3: /(\\sigma|\\operatorname\{(ReLU|relu|softmax)\}|\\text\{(ReLU|relu)\}|\\tanh|sigmoid|sigma|relu|tanh|g|f)('|\\prime|\^\{\\prime\})?(?=\s*(\\left)?\s*\()/
-SYMBOL.2: /(y_\{\\mathrm\{out\}\}|y_\{\\text\{out\}\}|y_\{out\}|y_out|\\hat\{y\}|\\hat y|\\mathbf\{[A-Za-z]\}|\\(delta|Delta|Theta|theta|lambda)|delta|Delta|Theta|theta|lambda|[A-Za-z])(\^\{\(?[0-9]+\)?\}|\^\([0-9]+\)|\^[0-9]|[0-9]+)?/
+SYMBOL.2: /(y_\{\\mathrm\{out\}\}|y_\{\\text\{out\}\}|y_\{out\}|y_out|\\hat\{y\}|\\hat y|\\mathbf\{[A-Za-z]\}|\\(delta|Delta|Theta|theta|lambda)|delta|Delta|Theta|theta|lambda|[A-Za-z])((\^\{\(?[0-9]+\)?\}|\^\([0-9]+\)|\^[0-9])(_\{[0-9]+(,\s?[0-9]+)?\}|_[0-9])?|(_\{[0-9]+(,\s?[0-9]+)?\}|_[0-9])(\^\{\(?[0-9]+\)?\}|\^\([0-9]+\)|\^[0-9])?|[0-9]+)?/
 NUMBER: /[0-9]+(\.[0-9]+)?/
 %ignore /\s+/
 %ignore /\\left|\\right|\\[,;!]|\\bigl|\\bigr|\\Bigl|\\Bigr/
@@ -57,6 +57,7 @@ class Term:
     args: tuple["Term", ...] = ()
     name: str = ""                # symbol base name, function name
     label: int | None = None      # the layer label as written
+    indices: tuple[int, ...] = ()  # an entry: w^{1}_{22}, x_2 (in the notation's own index order)
     value: float | None = None
     prime: bool = False
 
@@ -64,22 +65,31 @@ class Term:
         return render(self)
 
 
-def _split_symbol(token: str) -> tuple[str, int | None]:
+def _split_symbol(token: str) -> tuple[str, int | None, tuple[int, ...]]:
     token = token.strip()
+    if token.startswith("y_") and "out" in token:
+        return "y_out", None, ()
+    sub = re.search(r"_\{([0-9]+)(?:,\s?([0-9]+))?\}|_([0-9])", token)
+    indices: tuple[int, ...] = ()
+    if sub:
+        if sub.group(3):
+            indices = (int(sub.group(3)),)
+        else:
+            digits = sub.group(1)
+            indices = (int(digits), int(sub.group(2))) if sub.group(2) else tuple(int(d) for d in digits)
+        token = token[:sub.start()] + token[sub.end():]
     m = re.fullmatch(r"(.*?)(\^\{\(?([0-9]+)\)?\}|\^\(([0-9]+)\)|\^([0-9])|([0-9]+))?", token)
     base, label = m.group(1), m.group(3) or m.group(4) or m.group(5) or m.group(6)
     base = base.replace("\\hat{y}", "hat_y").replace("\\hat y", "hat_y")
-    if base.startswith("y_"):
-        base = "y_out"
     base = re.sub(r"\\mathbf\{([A-Za-z])\}", r"\1", base).lstrip("\\")
-    return base, int(label) if label else None
+    return base, int(label) if label else None, indices
 
 
 @v_args(inline=True)
 class _Build(Transformer):
     def symbol(self, token):
-        base, label = _split_symbol(str(token))
-        return Term("symbol", name=base, label=label)
+        base, label, indices = _split_symbol(str(token))
+        return Term("symbol", name=base, label=label, indices=indices)
 
     def number(self, token):
         return Term("number", value=float(token))
@@ -88,9 +98,10 @@ class _Build(Transformer):
         return Term("mul", (a, Term("recip", (b,))))
 
     def partial(self, _p1, num, _p2, den):
-        n, nl = _split_symbol(str(num))
-        d, dl = _split_symbol(str(den))
-        return Term("partial", (Term("symbol", name=n, label=nl), Term("symbol", name=d, label=dl)))
+        n, nl, ni = _split_symbol(str(num))
+        d, dl, di = _split_symbol(str(den))
+        return Term("partial", (Term("symbol", name=n, label=nl, indices=ni),
+                                Term("symbol", name=d, label=dl, indices=di)))
 
     def apply(self, fn, arg):
         text = str(fn)
@@ -151,7 +162,8 @@ def parse_claim(text: str) -> Term:
 def render(t: Term) -> str:
     """A plain-text form of a term, for messages."""
     if t.op == "symbol":
-        return t.name + ("" if t.label is None else str(t.label))
+        entry = "_" + "".join(map(str, t.indices)) if t.indices else ""
+        return t.name + ("" if t.label is None else str(t.label)) + entry
     if t.op == "number":
         return f"{t.value:g}"
     if t.op == "partial":

@@ -133,7 +133,7 @@ def _value(t: Term, meaning: Meaning, ev: Evaluator, samples: int):
 
             return float(ev.inst.constants[sp.Symbol(t.name)])
         sym, _ = meaning.matrix(t)
-        return np.asarray(ev(sym), dtype=float)
+        return _entry(np.asarray(ev(sym), dtype=float), t, meaning, sym)
     if t.op == "partial":
         from .algebra import MatPartial
 
@@ -141,7 +141,7 @@ def _value(t: Term, meaning: Meaning, ev: Evaluator, samples: int):
         if meaning.table.get(num.name) != "L":
             raise DeriveError(f"claim: only derivatives of the loss are understood, not of {num.name!r}")
         sym, _ = meaning.matrix(den)
-        return np.asarray(ev(MatPartial(q.loss, sym)), dtype=float)
+        return _entry(np.asarray(ev(MatPartial(q.loss, sym)), dtype=float), den, meaning, sym)
     if t.op == "apply":
         arg = _value(t.args[0], meaning, ev, samples)
         row = _activation(t, meaning)
@@ -167,6 +167,29 @@ def _value(t: Term, meaning: Meaning, ev: Evaluator, samples: int):
     if a.shape[1] != b.shape[0]:
         raise ShapeError(f"{render(t)}: a {a.shape[0]}x{a.shape[1]} matrix times a {b.shape[0]}x{b.shape[1]} one")
     return a @ b
+
+
+def _entry(value, t: Term, meaning: Meaning, sym):
+    """w^{l}_{jk} in the notation's index order -> the entry of the layout-oriented matrix."""
+    if not t.indices:
+        return value
+    q = meaning.q
+    kind = q.atom(sym.name).kind
+    if kind == "W":
+        if len(t.indices) != 2:
+            raise DeriveError(f"claim: a weight entry needs two indices, e.g. {t.name}_{{12}}")
+        to, frm = t.indices if q.index_order == "to_from" else t.indices[::-1]
+        row, col = (to, frm) if q.layout == "column" else (frm, to)
+    else:
+        if len(t.indices) != 1:
+            raise DeriveError(f"claim: {t.name} takes one index, e.g. {t.name}_{{1}}")
+        flat = value.reshape(-1)
+        if not 1 <= t.indices[0] <= flat.size:
+            raise ShapeError(f"{render(t)}: index {t.indices[0]} is out of range 1..{flat.size}")
+        return float(flat[t.indices[0] - 1])
+    if not (1 <= row <= value.shape[0] and 1 <= col <= value.shape[1]):
+        raise ShapeError(f"{render(t)}: index out of range")
+    return float(value[row - 1, col - 1])
 
 
 def _same_shape(a, b, op, t):
@@ -198,25 +221,27 @@ class Target:
 
 
 def target(result, param: str) -> Target:
-    m = re.fullmatch(r"(W|b|delta)([0-9]+)", param.strip())
+    m = re.fullmatch(r"(W|b|delta)([0-9]+)(?:\[([0-9]+)(?:,\s*([0-9]+))?\])?", param.strip())
     if not m:
-        if re.fullmatch(r"W[0-9]+\[[0-9]+,\s*[0-9]+\]", param.strip()):
-            raise DeriveError(f"--param {param}: single entries cannot be verified yet; give the whole "
-                              f"matrix, e.g. --param {param.split('[')[0]}")
-        raise DeriveError(f"--param {param!r}: expected a parameter such as W2 or b1 (or delta2)")
+        raise DeriveError(f"--param {param!r}: expected a parameter such as W2, b1 or delta2, or one entry "
+                          f"in the notation's index order such as W1[2,2] or b1[3]")
     kind, layer = m.group(1), int(m.group(2))
+    indices = tuple(int(g) for g in m.group(3, 4) if g)
+    if indices and len(indices) != (2 if kind == "W" else 1):
+        raise DeriveError(f"--param {param}: {'a weight entry needs two indices' if kind == 'W' else 'one index'}")
     if not 1 <= layer <= result.spec.depth or (kind == "b" and not result.spec.layers[layer - 1].bias):
         raise DeriveError(f"--param {param}: the network has no such parameter; it has "
                           + ", ".join(result.parameters))
     meaning = Meaning(result)
     n = meaning.n
     if kind == "delta":
-        return Target(Term("symbol", name=n.delta.lstrip("\\"), label=layer + n.node_shift), f"delta{layer}")
+        return Target(Term("symbol", name=n.delta.lstrip("\\"), label=layer + n.node_shift, indices=indices),
+                      f"delta{layer}")
     name = (n.weights if kind == "W" else n.bias).lstrip("\\")
     if kind == "b" and n.bias_folded:
         raise DeriveError("--param b: in Ng's notation the bias is column 0 of Theta; verify the Theta matrix")
-    return Target(Term("partial", (Term("symbol", name=n.loss.lstrip("\\")), Term("symbol", name=name, label=layer))),
-                  param)
+    return Target(Term("partial", (Term("symbol", name=n.loss.lstrip("\\")),
+                                   Term("symbol", name=name, label=layer, indices=indices))), param)
 
 
 def _instances(result, batch: bool):
@@ -332,6 +357,18 @@ def _mutations(t: Term, meaning: Meaning):
             for delta in (-1, 1):
                 moved = replace(s, label=s.label + delta)
                 yield _replace_at(t, path, moved), f"wrong layer index: {render(s)} should be {render(moved)}"
+    for path, s in subs:       # delta_1 o_2 for delta_2 o_1: the two entry indices swapped
+        if s.op == "mul" and all(a.op == "symbol" and len(a.indices) == 1 for a in s.args):
+            a, b = s.args
+            swapped = replace(s, args=(replace(a, indices=b.indices), replace(b, indices=a.indices)))
+            yield _replace_at(t, path, swapped), f"entry indices swapped: {render(s)} should be {render(swapped)}"
+    for path, s in subs:
+        if s.op == "symbol" and s.indices:
+            for k in range(len(s.indices)):
+                for delta in (-1, 1):
+                    moved = replace(s, indices=s.indices[:k] + (s.indices[k] + delta,) + s.indices[k + 1:])
+                    if moved.indices[k] >= 1:
+                        yield _replace_at(t, path, moved), f"wrong entry index: {render(s)} should be {render(moved)}"
     z = meaning.n.pre.lstrip("\\")
     for path, s in subs:
         if s.op in ("symbol", "mul", "hadamard", "partial", "add", "sub", "neg"):

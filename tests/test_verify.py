@@ -30,7 +30,7 @@ def test_the_corpus_is_big_enough_and_half_planted():
     wrong = [c for c in CLAIMS if c["verdict"] != "correct"]
     assert 0.35 <= len(wrong) / len(CLAIMS) <= 0.75
     kinds = " ".join(c.get("diagnosis", "") for c in CLAIMS + DERIVATIONS)
-    for kind in ("transpose", "order", "⊙", "σ'", "sign", "factor", "layer"):
+    for kind in ("transpose", "order", "⊙", "σ'", "sign", "factor", "layer", "entry index", "swapped"):
         assert kind in kinds, kind
     assert len({c["example"] for c in CLAIMS}) >= 5      # several networks and notations
 
@@ -82,7 +82,7 @@ BAD = [
     ["--param", "W2", "--claim", r"\frac{\delta^{2}}{"],
     ["--param", "W2", "--claim", "delta2\x01"],
     ["--param", "W9", "--claim", "delta2"],
-    ["--param", "W2[1,1]", "--claim", "delta2"],
+    ["--param", "W2[1,1,1]", "--claim", "delta2"],
     ["--param", "W2", "--claim", "q2 * a1.T"],
 ]
 
