@@ -156,11 +156,16 @@ def graph_command(expression, at, gates, as_json, tex, pdf, lang, out_dir, name)
 @click.option("--derivation", "derivation_path", type=click.Path(dir_okay=False),
               help="A file with a LaTeX chain of equalities (align lines ending in \\\\).")
 @click.option("--json", "as_json", is_flag=True)
-def verify_command(spec_path, param, claim_text, derivation_path, as_json):
+@click.option("--tex", is_flag=True, help="With --derivation: write a feedback document (the wrong line marked).")
+@click.option("--pdf", is_flag=True, help="Also compile the feedback document.")
+@click.option("--lang", type=click.Choice(["en", "zh"]), default="en", show_default=True)
+@click.option("-o", "--output", "out_dir", default="output", show_default=True, type=click.Path(file_okay=False))
+def verify_command(spec_path, param, claim_text, derivation_path, as_json, tex, pdf, lang, out_dir):
     """Is a hand-derived gradient right? If not: the first wrong line, a counterexample, a diagnosis.
 
     Exit 0 correct, 1 incorrect or shape mismatch, 2 unparseable or bad input.
     """
+    import re
     from pathlib import Path
 
     from .engine import derive
@@ -186,6 +191,19 @@ def verify_command(spec_path, param, claim_text, derivation_path, as_json):
         except UnicodeDecodeError:
             raise DeriveError("--derivation: not UTF-8 text") from None
         verdict = verify_derivation(result, text, param)
+        if (tex or pdf) and verdict.terms:
+            from .documents import write_atomic
+            from .pdf import compile_pdf
+            from .verify import feedback_document
+
+            stem = Path(derivation_path).stem
+            stem = re.sub(r"[^A-Za-z0-9_-]", "_", stem)[:60] + "_feedback" + ("" if lang == "en" else f".{lang}")
+            tex_path = Path(out_dir) / f"{stem}.tex"
+            write_atomic(tex_path, feedback_document(result, verdict, param, lang))
+            click.echo(str(tex_path), err=True)
+            if pdf:
+                compile_pdf(tex_path, tex_path.with_suffix(".pdf"), engine="xelatex" if lang == "zh" else "pdflatex")
+                click.echo(str(tex_path.with_suffix(".pdf")), err=True)
     if as_json:
         click.echo(json.dumps(verdict.to_json(), indent=2))
     else:

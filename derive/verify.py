@@ -34,6 +34,8 @@ class Verdict:
     counterexample: dict | None = None
     diagnosis: str = ""
     lines: list = field(default_factory=list)
+    fix: Term | None = None                            # the changed claim that is right, when one was found
+    terms: list = field(default_factory=list)          # (file line, parsed term) of a derivation
 
     def to_json(self) -> dict:
         out = {"verdict": self.verdict, "first_wrong_line": self.first_wrong_line,
@@ -390,15 +392,22 @@ def _at(t, path):
 
 
 def _diagnose(meaning, instances, truth, claim) -> str:
-    expected = [_evaluate(truth, meaning, inst) for inst in instances[:2]]
+    return _find_fix(meaning, instances, truth, claim)[0]
+
+
+def _find_fix(meaning, instances, truth, claim) -> tuple[str, Term | None]:
+    try:
+        expected = [_evaluate(truth, meaning, inst) for inst in instances[:2]]
+    except ShapeError:
+        return "", None
     with np.errstate(all="ignore"):
         for changed, text in _mutations(claim, meaning):
             try:
                 if all(_close(_evaluate(changed, meaning, inst), e) for inst, e in zip(instances[:2], expected)):
-                    return text
+                    return text, changed
             except (ShapeError, DeriveError, ValueError, FloatingPointError, KeyError):
                 continue
-    return ""
+    return "", None
 
 
 # ------------------------------------------------------------------------------ entry points
@@ -453,10 +462,73 @@ def verify_derivation(result, text: str, param: str | None = None) -> Verdict:
             wrong, verdict = number, judged
         previous = term
     if wrong is None:
-        return Verdict("correct", None, None, f"every one of the {len(terms) - 1} equalities holds", lines)
+        return Verdict("correct", None, None, f"every one of the {len(terms) - 1} equalities holds", lines,
+                       terms=terms)
+    index = [n for n, _ in terms].index(wrong)
+    _, fix = _find_fix(meaning, _instances(result, meaning.uses_batch(terms[index][1])), terms[index - 1][1],
+                       terms[index][1])
     later = [l["line"] for l in lines if l["line"] > wrong and l["follows_from_previous"]]
     again = [l["line"] for l in lines if l["line"] > wrong and l["correct"]]
     note = (f"; later lines that follow correctly from the one before: {later}" if later else "") + \
            (f"; later lines that are correct again: {again}" if again else "")
     return Verdict(verdict.verdict, wrong, verdict.counterexample,
-                   f"line {wrong}: {verdict.diagnosis}{note}", lines)
+                   f"line {wrong}: {verdict.diagnosis}{note}", lines, fix, terms)
+
+
+# --------------------------------------------------------------------------- feedback document
+
+_GREEK = {"delta", "Delta", "Theta", "theta", "lambda", "sigma"}
+
+
+def term_latex(t: Term, meaning: Meaning) -> str:
+    """LaTeX for a parsed term, printed by us from the tree: no text of the user reaches TeX."""
+    n = meaning.n
+    if t.op == "symbol":
+        name = {"hat_y": r"\hat{y}", "y_out": r"y_{\mathrm{out}}"}.get(t.name)
+        if name is None:
+            name = ("\\" + t.name) if t.name in _GREEK else t.name if re.fullmatch(r"[A-Za-z]", t.name) \
+                else r"\mathrm{" + re.sub(r"[^A-Za-z]", "", t.name) + "}"
+        if t.label is not None:
+            name += "^{" + n.layer.replace("l", str(t.label)) + "}"
+        if t.indices:
+            name += "_{" + ("".join(map(str, t.indices)) if all(i < 10 for i in t.indices)
+                            else ",".join(map(str, t.indices))) + "}"
+        return name
+    if t.op == "number":
+        return f"{t.value:g}"
+    if t.op == "partial":
+        return r"\frac{\partial %s}{\partial %s}" % (term_latex(t.args[0], meaning), term_latex(t.args[1], meaning))
+    if t.op == "apply":
+        fn = {"sigmoid": r"\sigma", "tanh": r"\tanh", "relu": r"\operatorname{ReLU}", "g": "g", "f": "f"}.get(t.name, "f")
+        return f"{fn}{chr(39) if t.prime else ''}({term_latex(t.args[0], meaning)})"
+    if t.op == "transpose":
+        inner = term_latex(t.args[0], meaning)
+        wrap = t.args[0].op != "symbol" or t.args[0].label is not None
+        return (f"\\left({inner}\\right)" if wrap else inner) + "^{" + n.transpose + "}"
+    if t.op == "neg":
+        return "-" + _wrapped(t.args[0], meaning)
+    if t.op == "recip":
+        return r"\frac{1}{%s}" % term_latex(t.args[0], meaning)
+    if t.op == "mul" and t.args[1].op == "recip":
+        return r"\frac{%s}{%s}" % (term_latex(t.args[0], meaning), term_latex(t.args[1].args[0], meaning))
+    joiner = {"add": " + ", "sub": " - ", "mul": " ", "hadamard": r" \odot "}[t.op]
+    return joiner.join(_wrapped(a, meaning) if t.op != "add" else term_latex(a, meaning) for a in t.args)
+
+
+def _wrapped(t: Term, meaning) -> str:
+    text = term_latex(t, meaning)
+    return f"\\left({text}\\right)" if t.op in ("add", "sub", "hadamard") else text
+
+
+def feedback_document(result, verdict: Verdict, param: str | None, lang: str = "en") -> str:
+    from .render import environment
+
+    meaning = Meaning(result)
+    rows = [{"line": n, "tex": term_latex(t, meaning), "first": k == 0,
+             "wrong": n == verdict.first_wrong_line,
+             "follows": next((l["follows_from_previous"] for l in verdict.lines if l["line"] == n), True),
+             "correct": next((l["correct"] for l in verdict.lines if l["line"] == n), True)}
+            for k, (n, t) in enumerate(verdict.terms)]
+    fix = term_latex(verdict.fix, meaning) if verdict.fix is not None else None
+    return environment().get_template("verify.tex.j2").render(
+        lang=lang, rows=rows, verdict=verdict, fix=fix, spec=result.spec)

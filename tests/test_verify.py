@@ -106,3 +106,37 @@ def test_nul_bytes_and_a_megabyte_are_refused(tmp_path):
     big.write_text("&= delta2 \\\\\n" * 100_000)
     proc = run("verify", str(EXAMPLES / "seed004_mlp_column.yaml"), "--derivation", str(big))
     assert proc.returncode == 2 and "too long" in proc.stderr
+
+
+def test_feedback_document_marks_the_wrong_line_and_shows_the_fix():
+    from derive.verify import feedback_document
+
+    text = (HERE / "verify_corpus" / "derivations" / "col_w2_sign.tex").read_text()
+    result = result_for("seed004_mlp_column")
+    verdict = verify_derivation(result, text)
+    tex = feedback_document(result, verdict, None, "en")
+    wrong_row = [line for line in tex.splitlines() if r"\color{red}" in line]
+    assert len(wrong_row) == 1 and r"\text{line 4}" in wrong_row[0] and "should be" in wrong_row[0]
+    assert r"-\left(\left(y - a^{2}\right) \odot \sigma'(z^{2})\right)" in wrong_row[0]
+    assert r"\frac{\partial L}{\partial W^{2}} &=" in tex
+    correct = verify_derivation(result, (HERE / "verify_corpus" / "derivations" / "col_w2_correct.tex").read_text())
+    assert r"\color{red}" not in feedback_document(result, correct, None, "zh")
+
+
+@pytest.mark.pdf
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_feedback_pdf_compiles(tmp_path, lang):
+    from derive.pdf import have_tex
+
+    from conftest import IN_CI
+
+    if not have_tex():
+        if IN_CI:
+            pytest.fail("latexmk missing in CI")
+        pytest.skip("latexmk not installed")
+    source = HERE / "verify_corpus" / "derivations" / "ng_output_sign.tex"
+    proc = run("verify", str(EXAMPLES / "seed001_ng_cross_entropy.yaml"), "--derivation", str(source), "--pdf",
+               "--lang", lang, "-o", str(tmp_path))
+    assert proc.returncode == 1, proc.stderr
+    pdf = tmp_path / ("ng_output_sign_feedback.pdf" if lang == "en" else "ng_output_sign_feedback.zh.pdf")
+    assert pdf.read_bytes()[:5] == b"%PDF-"
