@@ -410,6 +410,89 @@ def _find_fix(meaning, instances, truth, claim) -> tuple[str, Term | None]:
     return "", None
 
 
+# -------------------------------------------------------------------------------- symbolic
+
+def to_sympy(t: Term, meaning: Meaning):
+    """The claim as a SymPy matrix expression over the engine's quantities, or None when it has
+    parts with no matrix form (entries, partials of entries)."""
+    import sympy as sp
+    from sympy import HadamardProduct, MatAdd, MatMul, Transpose
+
+    from .algebra import Elementwise, MatPartial, prime
+
+    if t.op == "symbol":
+        if t.indices or t.name == meaning.l2:
+            return sp.Symbol(t.name) if t.name == meaning.l2 else None
+        if t.name == "m":
+            return meaning.q.samples
+        sym, _ = meaning.matrix(t)
+        return sym
+    if t.op == "number":
+        return sp.nsimplify(t.value)
+    if t.op == "partial":
+        den = t.args[1]
+        if den.indices:
+            return None
+        return MatPartial(meaning.q.loss, meaning.matrix(den)[0])
+    if t.op == "apply":
+        arg = t.args[0]
+        if arg.op != "symbol" or meaning.table.get(arg.name) != "z" or t.name not in ("f", "g", "sigmoid", "relu", "tanh"):
+            return None
+        layer = meaning.layer("z", arg.label)
+        name = meaning.q.layer_function[layer]
+        if t.name not in ("f", "g") and meaning.q.activation(layer).name != t.name:
+            return None
+        return Elementwise(prime(name) if t.prime else name, meaning.q.matrix("z", layer))
+    args = [to_sympy(a, meaning) for a in t.args]
+    if any(a is None for a in args):
+        return None
+    try:
+        if t.op == "transpose":
+            return Transpose(args[0]).doit() if not getattr(args[0], "is_Matrix", False) else Transpose(args[0])
+        if t.op == "neg":
+            return -args[0]
+        if t.op == "recip":
+            return 1 / args[0]
+        a, b = args
+        if t.op == "add":
+            return MatAdd(a, b) if getattr(a, "is_Matrix", False) else a + b
+        if t.op == "sub":
+            return MatAdd(a, -b) if getattr(a, "is_Matrix", False) else a - b
+        if t.op == "hadamard":
+            return HadamardProduct(a, b)
+        return MatMul(a, b) if getattr(a, "is_Matrix", False) or getattr(b, "is_Matrix", False) else a * b
+    except Exception:            # SymPy refuses shapes that do not fit; the numeric judge explains why
+        return None
+
+
+def symbolically_equal(claim: Term, engine_results, meaning: Meaning) -> bool:
+    import sympy as sp
+
+    expr = to_sympy(claim, meaning)
+    if expr is None:
+        return False
+    for result in engine_results:
+        try:
+            if expr == result or sp.simplify(expr - result) == sp.ZeroMatrix(*result.shape):
+                return True
+        except Exception:
+            continue
+    return False
+
+
+def engine_forms(result, param: str):
+    """The engine's matrix-form results for a parameter: every right-hand side of its matrix chain."""
+    m = re.fullmatch(r"(W|b|delta)([0-9]+)", param.strip())
+    if not m:
+        return []
+    topic = {"W": "weight", "b": "bias", "delta": "delta"}[m.group(1)]
+    try:
+        d = result.get(topic, int(m.group(2)), "matrix")
+    except KeyError:
+        return []
+    return [s.rhs for s in d.steps]
+
+
 # ------------------------------------------------------------------------------ entry points
 
 def verify_claim(result, param: str, text: str) -> Verdict:
@@ -418,7 +501,10 @@ def verify_claim(result, param: str, text: str) -> Verdict:
         claim = parse_claim(text.split("=")[-1])     # a leading "dL/dW = " is allowed
     except DeriveError as exc:
         return Verdict("unparseable", None, None, str(exc))
-    return judge(result, goal.term, claim)
+    verdict = judge(result, goal.term, claim)
+    if verdict.verdict == "correct" and symbolically_equal(claim, engine_forms(result, param), Meaning(result)):
+        verdict.diagnosis = "symbolically the engine's own result, and " + verdict.diagnosis
+    return verdict
 
 
 LINE_SKIP = re.compile(r"^\s*(\\begin\{|\\end\{|%|$)")

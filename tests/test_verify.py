@@ -140,3 +140,12 @@ def test_feedback_pdf_compiles(tmp_path, lang):
     assert proc.returncode == 1, proc.stderr
     pdf = tmp_path / ("ng_output_sign_feedback.pdf" if lang == "en" else "ng_output_sign_feedback.zh.pdf")
     assert pdf.read_bytes()[:5] == b"%PDF-"
+
+
+def test_symbolic_comparison_where_the_claim_has_a_matrix_form():
+    result = result_for("seed001_ng_cross_entropy")
+    same = verify_claim(result, "delta1", r"((\Theta^{(2)})^T \delta^{(3)}) \odot g'(z^{(2)})")
+    assert same.verdict == "correct" and same.diagnosis.startswith("symbolically the engine's own result")
+    other_form = verify_claim(result_for("seed004_mlp_column"), "W1",
+                              r"((W^{2})^{T} \delta^{2} \odot \sigma'(z^{1})) x^{T}")
+    assert other_form.verdict == "correct" and not other_form.diagnosis.startswith("symbolically")
