@@ -21,6 +21,7 @@ GRAMMAR = r"""
     | sum "+" term                    -> add
     | sum "-" term                    -> sub
 ?term: signed
+    | SUM term                        -> sum
     | term MUL signed                 -> mul
     | term "@" signed                 -> mul
     | term HADAMARD signed            -> hadamard
@@ -38,11 +39,12 @@ GRAMMAR = r"""
     | "[" sum "]"
     | "{" sum "}"
 MUL: "\\cdot" | "\\times" | "*"
+SUM.3: /\\sum(_\{\s*[a-z]\s*(=\s*1\s*)?\}|_[a-z])(\^\{[A-Za-z0-9_{}]+\}|\^[A-Za-z0-9])?/
 HADAMARD: "\\odot" | "\\circ" | "⊙" | "∘"
 PARTIAL: "\\partial"
 TRANSPOSE: /\^\{\s*(T|\\top|\\intercal|\\mathsf\{T\}|\\mathsf T|\\mathrm\{T\})\s*\}|\^(T|\\top|\\intercal)(?![A-Za-z])|\.T(?![A-Za-z0-9])/
 FUNCTION.3: /(\\sigma|\\operatorname\{(ReLU|relu|softmax)\}|\\text\{(ReLU|relu)\}|\\tanh|sigmoid|sigma|relu|tanh|g|f)('|\\prime|\^\{\\prime\})?(?=\s*(\\left)?\s*\()/
-SYMBOL.2: /(y_\{\\mathrm\{out\}\}|y_\{\\text\{out\}\}|y_\{out\}|y_out|\\hat\{y\}|\\hat y|\\mathbf\{[A-Za-z]\}|\\(delta|Delta|Theta|theta|lambda)|delta|Delta|Theta|theta|lambda|[A-Za-z])((\^\{\(?[0-9]+\)?\}|\^\([0-9]+\)|\^[0-9])(_\{[0-9]+(,\s?[0-9]+)?\}|_[0-9])?|(_\{[0-9]+(,\s?[0-9]+)?\}|_[0-9])(\^\{\(?[0-9]+\)?\}|\^\([0-9]+\)|\^[0-9])?|[0-9]+)?/
+SYMBOL.2: /(y_\{\\mathrm\{out\}\}|y_\{\\text\{out\}\}|y_\{out\}|y_out|\\hat\{y\}|\\hat y|\\mathbf\{[A-Za-z]\}|\\(delta|Delta|Theta|theta|lambda)|delta|Delta|Theta|theta|lambda|[A-Za-z])((\^\{\(?[0-9]+\)?\}|\^\([0-9]+\)|\^[0-9])(_\{[0-9a-z]+(,\s?[0-9a-z]+)?\}|_[0-9a-z])?|(_\{[0-9a-z]+(,\s?[0-9a-z]+)?\}|_[0-9a-z])(\^\{\(?[0-9]+\)?\}|\^\([0-9]+\)|\^[0-9])?|[0-9]+)?/
 NUMBER: /[0-9]+(\.[0-9]+)?/
 %ignore /\s+/
 %ignore /\\left|\\right|\\[,;!]|\\bigl|\\bigr|\\Bigl|\\Bigr/
@@ -57,7 +59,7 @@ class Term:
     args: tuple["Term", ...] = ()
     name: str = ""                # symbol base name, function name
     label: int | None = None      # the layer label as written
-    indices: tuple[int, ...] = ()  # an entry: w^{1}_{22}, x_2 (in the notation's own index order)
+    indices: tuple = ()            # an entry: w^{1}_{22}, x_2, w_{jk} (ints or index letters), notation order
     value: float | None = None
     prime: bool = False
 
@@ -69,14 +71,16 @@ def _split_symbol(token: str) -> tuple[str, int | None, tuple[int, ...]]:
     token = token.strip()
     if token.startswith("y_") and "out" in token:
         return "y_out", None, ()
-    sub = re.search(r"_\{([0-9]+)(?:,\s?([0-9]+))?\}|_([0-9])", token)
-    indices: tuple[int, ...] = ()
+    sub = re.search(r"_\{([0-9a-z]+)(?:,\s?([0-9a-z]+))?\}|_([0-9a-z])", token)
+    indices: tuple = ()
+    as_index = lambda text: int(text) if text.isdigit() else text
     if sub:
         if sub.group(3):
-            indices = (int(sub.group(3)),)
+            indices = (as_index(sub.group(3)),)
+        elif sub.group(2):
+            indices = (as_index(sub.group(1)), as_index(sub.group(2)))
         else:
-            digits = sub.group(1)
-            indices = (int(digits), int(sub.group(2))) if sub.group(2) else tuple(int(d) for d in digits)
+            indices = tuple(as_index(c) for c in sub.group(1))
         token = token[:sub.start()] + token[sub.end():]
     m = re.fullmatch(r"(.*?)(\^\{\(?([0-9]+)\)?\}|\^\(([0-9]+)\)|\^([0-9])|([0-9]+))?", token)
     base, label = m.group(1), m.group(3) or m.group(4) or m.group(5) or m.group(6)
@@ -109,6 +113,12 @@ class _Build(Transformer):
         name = re.sub(r"'|\\prime|\^\{\\prime\}", "", text)
         name = re.sub(r"\\operatorname\{|\\text\{|\}|\\", "", name).lower()
         return Term("apply", (arg,), name={"sigma": "sigmoid"}.get(name, name), prime=prime)
+
+    def sum(self, token, body):
+        m = re.match(r"\\sum_\{?\s*([a-z])\s*(?:=\s*1\s*)?\}?(?:\^\{?([A-Za-z0-9_{}]+?)\}?)?$", str(token))
+        upper = m.group(2).replace("{", "").replace("}", "") if m.group(2) else ""
+        return Term("sum", (body,), name=m.group(1), value=float(upper) if upper.isdigit() else None,
+                    label=None, indices=(upper,) if upper and not upper.isdigit() else ())
 
     def add(self, a, b):
         return Term("add", (a, b))
@@ -161,6 +171,8 @@ def parse_claim(text: str) -> Term:
 
 def render(t: Term) -> str:
     """A plain-text form of a term, for messages."""
+    if t.op == "sum":
+        return f"sum_{t.name} {render(t.args[0])}"
     if t.op == "symbol":
         entry = "_" + "".join(map(str, t.indices)) if t.indices else ""
         return t.name + ("" if t.label is None else str(t.label)) + entry

@@ -123,8 +123,14 @@ class Meaning:
 
 # ---------------------------------------------------------------------------- evaluation
 
-def _value(t: Term, meaning: Meaning, ev: Evaluator, samples: int):
+def _value(t: Term, meaning: Meaning, ev: Evaluator, samples: int, env: dict | None = None):
     q = meaning.q
+    env = env or {}
+    if t.op == "sum":
+        var, total = t.name, 0.0
+        for value in range(1, _upper(t, meaning, ev) + 1):
+            total = total + _value(t.args[0], meaning, ev, samples, {**env, var: value})
+        return total
     if t.op == "number":
         return t.value
     if t.op == "symbol":
@@ -135,7 +141,7 @@ def _value(t: Term, meaning: Meaning, ev: Evaluator, samples: int):
 
             return float(ev.inst.constants[sp.Symbol(t.name)])
         sym, _ = meaning.matrix(t)
-        return _entry(np.asarray(ev(sym), dtype=float), t, meaning, sym)
+        return _entry(np.asarray(ev(sym), dtype=float), _bind(t, env), meaning, sym)
     if t.op == "partial":
         from .algebra import MatPartial
 
@@ -143,14 +149,16 @@ def _value(t: Term, meaning: Meaning, ev: Evaluator, samples: int):
         if meaning.table.get(num.name) != "L":
             raise DeriveError(f"claim: only derivatives of the loss are understood, not of {num.name!r}")
         sym, _ = meaning.matrix(den)
-        return _entry(np.asarray(ev(MatPartial(q.loss, sym)), dtype=float), den, meaning, sym)
+        return _entry(np.asarray(ev(MatPartial(q.loss, sym)), dtype=float), _bind(den, env), meaning, sym)
     if t.op == "apply":
-        arg = _value(t.args[0], meaning, ev, samples)
+        arg = _value(t.args[0], meaning, ev, samples, env)
         row = _activation(t, meaning)
         fn = row.numpy_derivative if t.prime else row.numpy
+        if np.ndim(arg) == 0:
+            return float(fn(np.array([[float(arg)]]))[0, 0])
         x = np.asarray(arg, dtype=float)
         return fn(x.T).T if q.layout == "row" else fn(x)
-    vals = [_value(a, meaning, ev, samples) for a in t.args]
+    vals = [_value(a, meaning, ev, samples, env) for a in t.args]
     if t.op == "neg":
         return -vals[0]
     if t.op == "recip":
@@ -169,6 +177,62 @@ def _value(t: Term, meaning: Meaning, ev: Evaluator, samples: int):
     if a.shape[1] != b.shape[0]:
         raise ShapeError(f"{render(t)}: a {a.shape[0]}x{a.shape[1]} matrix times a {b.shape[0]}x{b.shape[1]} one")
     return a @ b
+
+
+def _bind(t: Term, env: dict) -> Term:
+    if not any(isinstance(i, str) for i in t.indices):
+        return t
+    missing = [i for i in t.indices if isinstance(i, str) and i not in env]
+    if missing:
+        raise DeriveError(f"claim: index {missing[0]!r} of {render(t)} is neither summed over nor an index of "
+                          f"the parameter")
+    return replace(t, indices=tuple(env[i] if isinstance(i, str) else i for i in t.indices))
+
+
+def _dimension(t: Term, position: int, meaning: Meaning) -> int:
+    """How far index number `position` of symbol t runs, from the (instance) sizes."""
+    sym, _ = meaning.matrix(replace(t, indices=()))
+    rows, cols = sym.shape
+    atom = meaning.q.atom(sym.name)
+    if atom.kind in ("W", "acc"):
+        to_from = (rows, cols) if meaning.q.layout == "column" else (cols, rows)
+        size = to_from[position] if meaning.q.index_order == "to_from" else to_from[1 - position]
+    else:
+        size = rows if meaning.q.layout != "row" else cols
+    return size
+
+
+def _upper(t: Term, meaning: Meaning, ev: Evaluator) -> int:
+    import sympy as sp
+
+    if t.value is not None:
+        return int(t.value)
+    size = None
+    if t.indices:                                   # \sum_{k=1}^{n_2}: a size symbol of the spec
+        name = t.indices[0]
+        size = next((s for s in meaning.q.sizes + (meaning.q.samples,) if str(s) in (name, name.replace("_", ""))
+                     or str(s).replace("_", "") == name.replace("_", "")), None)
+        if size is None:
+            raise DeriveError(f"claim: the upper limit {name!r} of a sum is not a size of this network; sizes: "
+                              + ", ".join(str(s) for s in meaning.q.sizes))
+    else:                                           # \sum_k: how far k runs where it is used
+        for _, s in _subterms(t.args[0]):
+            if s.op == "symbol" and t.name in s.indices:
+                size = _dimension(s, s.indices.index(t.name), meaning)
+                break
+        if size is None:
+            raise DeriveError(f"claim: the sum over {t.name} has no limit and {t.name} is not used as an index")
+    value = ev(size) if isinstance(size, sp.Basic) and not size.is_Integer else size
+    return int(round(float(value)))
+
+
+def free_letters(t: Term, bound=frozenset()) -> list[str]:
+    if t.op == "sum":
+        return free_letters(t.args[0], bound | {t.name})
+    out = [i for i in t.indices if isinstance(i, str) and i not in bound] if t.op == "symbol" else []
+    for a in t.args:
+        out += [i for i in free_letters(a, bound) if i not in out]
+    return list(dict.fromkeys(out))
 
 
 def _entry(value, t: Term, meaning: Meaning, sym):
@@ -262,34 +326,81 @@ def _close(a, b) -> bool:
     return bool(np.all(np.abs(a.reshape(b.shape) - b) <= ATOL * scale + RTOL * np.maximum(np.abs(a.reshape(b.shape)), np.abs(b))))
 
 
-def _evaluate(t: Term, meaning, inst):
-    return _value(t, meaning, Evaluator(inst), inst.samples)
+def _evaluate(t: Term, meaning, inst, letters: tuple = ()):
+    """The value of a term; with free index letters, the matrix of all its entries, arranged like the
+    parameter (letters in the notation's order: first letter, second letter)."""
+    ev = Evaluator(inst)
+    free = free_letters(t)
+    if not free:
+        return _value(t, meaning, ev, inst.samples)
+    stray = [f for f in free if not letters or f not in letters[1]]
+    if stray:
+        raise DeriveError(f"claim: free index {stray[0]!r} is not summed over; the parameter's entries are written "
+                          "with " + (", ".join(letters[1]) if letters else "no free index (give the whole matrix)"))
+    kind, sizes = letters[0], letters[2]
+    q = meaning.q
+    if kind == "W":
+        first, second = letters[1]
+        to_n, from_n = sizes
+        shape = (to_n, from_n) if q.layout == "column" else (from_n, to_n)
+        out = np.zeros(shape)
+        for to in range(1, to_n + 1):
+            for frm in range(1, from_n + 1):
+                a, b = (to, frm) if q.index_order == "to_from" else (frm, to)
+                value = _value(t, meaning, ev, inst.samples, {first: a, second: b})
+                out[(to - 1, frm - 1) if q.layout == "column" else (frm - 1, to - 1)] = value
+        return out
+    (letter,) = letters[1]
+    n = sizes[0]
+    column = np.array([[_value(t, meaning, ev, inst.samples, {letter: j})] for j in range(1, n + 1)], dtype=float)
+    return column.T if q.layout == "row" else column
 
 
-def judge(result, truth: Term, claim: Term) -> Verdict:
+def _letters(meaning: Meaning, truth: Term, inst):
+    """(kind, the notation's index letters of the parameter, its sizes) for expanding free indices."""
+    sym_term = truth.args[1] if truth.op == "partial" else truth
+    if sym_term.op != "symbol" or any(isinstance(i, int) for i in sym_term.indices):
+        return ()
+    written = sym_term.indices                    # d/dw_{jk}: the letters as the derivation writes them
+    sym_term = replace(sym_term, indices=())
+    sym, _ = meaning.matrix(sym_term)
+    atom = meaning.q.atom(sym.name)
+    n = meaning.n
+    value = np.asarray(Evaluator(inst)(sym))
+    if atom.kind == "W":
+        letters = (n.index_name("j"), n.index_name("k")) if meaning.q.index_order == "to_from" \
+            else (n.index_name("k"), n.index_name("j"))
+        shape = value.shape if meaning.q.layout == "column" else value.shape[::-1]
+        return ("W", tuple(written) if len(written) == 2 else letters, shape)
+    return (atom.kind, tuple(written) if len(written) == 1 else (n.index_name("j"),), (value.size,))
+
+
+def judge(result, truth: Term, claim: Term, anchor: Term | None = None) -> Verdict:
+    """anchor: the term whose index letters free indices refer to (a derivation's first left side)."""
     meaning = Meaning(result)
     batch = meaning.uses_batch(claim) or meaning.uses_batch(truth)
     instances = _instances(result, batch)
     for inst in instances:
+        letters = _letters(meaning, anchor or truth, inst)
         try:
-            expected = _evaluate(truth, meaning, inst)
+            expected = _evaluate(truth, meaning, inst, letters)
         except ShapeError as exc:
             return Verdict("shape_mismatch", None, None, f"the line it is compared with does not fit: {exc}")
         try:
-            claimed = _evaluate(claim, meaning, inst)
+            claimed = _evaluate(claim, meaning, inst, letters)
         except ShapeError as exc:
             return Verdict("shape_mismatch", None, {"sizes": list(inst.sizes), "problem": str(exc)},
-                           _diagnose(meaning, instances, truth, claim) or str(exc))
+                           _diagnose(meaning, instances, truth, claim, anchor) or str(exc))
         if np.shape(claimed) != np.shape(expected) and np.size(claimed) != np.size(expected) or (
                 np.ndim(claimed) and np.ndim(expected) and np.shape(claimed) != np.shape(expected)):
             return Verdict("shape_mismatch", None,
                            {"sizes": list(inst.sizes), "expected_shape": list(np.shape(expected)),
                             "claimed_shape": list(np.shape(claimed))},
-                           _diagnose(meaning, instances, truth, claim) or
+                           _diagnose(meaning, instances, truth, claim, anchor) or
                            f"the claim is {_shape(claimed)} but the gradient is {_shape(expected)}")
         if not _close(claimed, expected):
             return Verdict("incorrect", None, _counterexample(inst, expected, claimed),
-                           _diagnose(meaning, instances, truth, claim) or
+                           _diagnose(meaning, instances, truth, claim, anchor) or
                            "no single common slip explains the difference")
     return Verdict("correct", diagnosis=f"agrees at {len(instances)} random instances")
 
@@ -359,19 +470,30 @@ def _mutations(t: Term, meaning: Meaning):
             for delta in (-1, 1):
                 moved = replace(s, label=s.label + delta)
                 yield _replace_at(t, path, moved), f"wrong layer index: {render(s)} should be {render(moved)}"
+    for path, s in subs:       # w_{jk} for w_{kj}: the index-level form of a missing transpose
+        if s.op == "symbol" and len(s.indices) == 2 and s.indices[0] != s.indices[1]:
+            flipped = replace(s, indices=s.indices[::-1])
+            yield _replace_at(t, path, flipped), f"indices of {render(s)} swapped (a missing transpose): " \
+                                                 f"should be {render(flipped)}"
     for path, s in subs:       # delta_1 o_2 for delta_2 o_1: the two entry indices swapped
-        if s.op == "mul" and all(a.op == "symbol" and len(a.indices) == 1 for a in s.args):
+        if s.op == "mul" and all(a.op == "symbol" and len(a.indices) == 1 for a in s.args) and \
+                s.args[0].indices != s.args[1].indices:
             a, b = s.args
             swapped = replace(s, args=(replace(a, indices=b.indices), replace(b, indices=a.indices)))
             yield _replace_at(t, path, swapped), f"entry indices swapped: {render(s)} should be {render(swapped)}"
     for path, s in subs:
-        if s.op == "symbol" and s.indices:
+        if s.op == "symbol" and s.indices and all(isinstance(i, int) for i in s.indices):
             for k in range(len(s.indices)):
                 for delta in (-1, 1):
                     moved = replace(s, indices=s.indices[:k] + (s.indices[k] + delta,) + s.indices[k + 1:])
                     if moved.indices[k] >= 1:
                         yield _replace_at(t, path, moved), f"wrong entry index: {render(s)} should be {render(moved)}"
     z = meaning.n.pre.lstrip("\\")
+    for letter in free_letters(t):      # index level: a missing f'(z_j) factor
+        for layer in range(1, meaning.q.depth + 1):
+            label = layer + meaning.n.node_shift
+            factor = Term("apply", (Term("symbol", name=z, label=label, indices=(letter,)),), name="f", prime=True)
+            yield Term("mul", (t, factor)), f"missing σ' factor: multiply by f'({z}{label}_{letter})"
     for path, s in subs:
         if s.op in ("symbol", "mul", "hadamard", "partial", "add", "sub", "neg"):
             for layer in range(1, meaning.q.depth + 1):
@@ -391,19 +513,21 @@ def _at(t, path):
     return t
 
 
-def _diagnose(meaning, instances, truth, claim) -> str:
-    return _find_fix(meaning, instances, truth, claim)[0]
+def _diagnose(meaning, instances, truth, claim, anchor=None) -> str:
+    return _find_fix(meaning, instances, truth, claim, anchor)[0]
 
 
-def _find_fix(meaning, instances, truth, claim) -> tuple[str, Term | None]:
+def _find_fix(meaning, instances, truth, claim, anchor=None) -> tuple[str, Term | None]:
     try:
-        expected = [_evaluate(truth, meaning, inst) for inst in instances[:2]]
-    except ShapeError:
+        letters = [_letters(meaning, anchor or truth, inst) for inst in instances[:2]]
+        expected = [_evaluate(truth, meaning, inst, ls) for inst, ls in zip(instances[:2], letters)]
+    except (ShapeError, DeriveError):
         return "", None
     with np.errstate(all="ignore"):
         for changed, text in _mutations(claim, meaning):
             try:
-                if all(_close(_evaluate(changed, meaning, inst), e) for inst, e in zip(instances[:2], expected)):
+                if all(_close(_evaluate(changed, meaning, inst, ls), e)
+                       for inst, ls, e in zip(instances[:2], letters, expected)):
                     return text, changed
             except (ShapeError, DeriveError, ValueError, FloatingPointError, KeyError):
                 continue
@@ -498,13 +622,28 @@ def engine_forms(result, param: str):
 def verify_claim(result, param: str, text: str) -> Verdict:
     goal = target(result, param)
     try:
-        claim = parse_claim(text.split("=")[-1])     # a leading "dL/dW = " is allowed
+        claim = parse_claim(_top_level_parts(text)[-1])     # a leading "dL/dW = " is allowed
     except DeriveError as exc:
         return Verdict("unparseable", None, None, str(exc))
-    verdict = judge(result, goal.term, claim)
+    try:
+        verdict = judge(result, goal.term, claim)
+    except DeriveError as exc:
+        return Verdict("unparseable", None, None, str(exc))
     if verdict.verdict == "correct" and symbolically_equal(claim, engine_forms(result, param), Meaning(result)):
         verdict.diagnosis = "symbolically the engine's own result, and " + verdict.diagnosis
     return verdict
+
+
+def _top_level_parts(text: str) -> list[str]:
+    """Split at '=' outside braces, so \\sum_{k=1} stays whole."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += (ch == "{") - (ch == "}")
+        if ch == "=" and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts
 
 
 LINE_SKIP = re.compile(r"^\s*(\\begin\{|\\end\{|%|$)")
@@ -520,7 +659,7 @@ def verify_derivation(result, text: str, param: str | None = None) -> Verdict:
         line = re.sub(r"^\\\[|\\\]$|^\$\$|\$\$$", "", line).strip().rstrip(",.")
         if not line:
             continue
-        for k, part in enumerate(line.split("=")):
+        for k, part in enumerate(_top_level_parts(line)):
             if part.strip() or k == 0:
                 chain.append((number, part.strip()))
     chain = [(n, p) for n, p in chain if p]
@@ -540,8 +679,11 @@ def verify_derivation(result, text: str, param: str | None = None) -> Verdict:
     lines, wrong, previous = [], None, first
     verdict = None
     for number, term in terms[1:]:
-        judged = judge(result, previous, term)
-        truth = judge(result, first, term)
+        try:
+            judged = judge(result, previous, term, anchor=first)
+            truth = judge(result, first, term, anchor=first)
+        except DeriveError as exc:
+            return Verdict("unparseable", number, None, f"line {number}: {exc}", lines, terms=terms)
         lines.append({"line": number, "follows_from_previous": judged.verdict == "correct",
                       "correct": truth.verdict == "correct"})
         if wrong is None and judged.verdict != "correct":
@@ -552,7 +694,7 @@ def verify_derivation(result, text: str, param: str | None = None) -> Verdict:
                        terms=terms)
     index = [n for n, _ in terms].index(wrong)
     _, fix = _find_fix(meaning, _instances(result, meaning.uses_batch(terms[index][1])), terms[index - 1][1],
-                       terms[index][1])
+                       terms[index][1], first)
     later = [l["line"] for l in lines if l["line"] > wrong and l["follows_from_previous"]]
     again = [l["line"] for l in lines if l["line"] > wrong and l["correct"]]
     note = (f"; later lines that follow correctly from the one before: {later}" if later else "") + \
