@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 
 from lark import Lark, Transformer, v_args
-from lark.exceptions import UnexpectedInput
+from lark.exceptions import UnexpectedInput, VisitError
 
 from .errors import DeriveError
 
@@ -30,14 +30,25 @@ GRAMMAR = r"""
     | "-" signed                      -> neg
 ?postfix: primary
     | postfix TRANSPOSE               -> transpose
+    | postfix POWER                   -> power
 ?primary: SYMBOL                      -> symbol
     | NUMBER                          -> number
     | "\\frac" "{" sum "}" "{" sum "}"                      -> frac
     | "\\frac" "{" PARTIAL SYMBOL "}" "{" PARTIAL SYMBOL "}" -> partial
     | FUNCTION "(" sum ")"            -> apply
+    | ELEMENTARY "(" sum ")"          -> elementary
+    | EXP_OPEN sum "}"                -> exp
+    | BMATRIX_BEGIN rows BMATRIX_END  -> matrix
     | "(" sum ")"
     | "[" sum "]"
     | "{" sum "}"
+rows: row ("\\\\" row)* "\\\\"?
+row: sum ("&" sum)*
+EXP_OPEN.4: /e\^\{/
+POWER: /\^\{[0-9]+\}|\^[0-9]/
+ELEMENTARY.3: /\\(exp|log|ln)(?![A-Za-z])|(exp|log|ln)(?=\s*\()/
+BMATRIX_BEGIN: /\\begin\{[bp]matrix\}/
+BMATRIX_END: /\\end\{[bp]matrix\}/
 MUL: "\\cdot" | "\\times" | "*"
 SUM.3: /\\sum(_\{\s*[a-z]\s*(=\s*1\s*)?\}|_[a-z])(\^\{[A-Za-z0-9_{}]+\}|\^[A-Za-z0-9])?/
 HADAMARD: "\\odot" | "\\circ" | "⊙" | "∘"
@@ -120,6 +131,28 @@ class _Build(Transformer):
         return Term("sum", (body,), name=m.group(1), value=float(upper) if upper.isdigit() else None,
                     label=None, indices=(upper,) if upper and not upper.isdigit() else ())
 
+    def power(self, base, token):
+        return Term("power", (base,), value=float(re.sub(r"[^0-9]", "", str(token))))
+
+    def elementary(self, token, arg):
+        name = str(token).lstrip("\\")
+        return Term("elementary", (arg,), name="log" if name == "ln" else name)
+
+    def exp(self, _open, arg):
+        return Term("elementary", (arg,), name="exp")
+
+    def matrix(self, _begin, rows, _end):
+        return rows
+
+    def rows(self, *rows):
+        widths = {len(r.args) for r in rows}
+        if len(widths) != 1:
+            raise DeriveError("claim: the rows of a bmatrix have different lengths")
+        return Term("matrix", tuple(rows))
+
+    def row(self, *cells):
+        return Term("row", tuple(cells))
+
     def add(self, a, b):
         return Term("add", (a, b))
 
@@ -158,6 +191,10 @@ def parse_claim(text: str) -> Term:
         raise DeriveError("claim: TeX commands such as \\input are not mathematics; not accepted")
     try:
         return _Build().transform(_PARSER.parse(text))
+    except VisitError as exc:
+        if isinstance(exc.orig_exc, DeriveError):
+            raise exc.orig_exc from None
+        raise
     except UnexpectedInput as exc:
         column = getattr(exc, "column", None)
         where = f"column {column}" if column and column > 0 else "the end"
@@ -173,6 +210,12 @@ def render(t: Term) -> str:
     """A plain-text form of a term, for messages."""
     if t.op == "sum":
         return f"sum_{t.name} {render(t.args[0])}"
+    if t.op == "elementary":
+        return f"{t.name}({render(t.args[0])})"
+    if t.op == "power":
+        return f"({render(t.args[0])})^{t.value:g}"
+    if t.op == "matrix":
+        return "[" + "; ".join(", ".join(render(c) for c in r.args) for r in t.args) + "]"
     if t.op == "symbol":
         entry = "_" + "".join(map(str, t.indices)) if t.indices else ""
         return t.name + ("" if t.label is None else str(t.label)) + entry

@@ -150,6 +150,18 @@ def _value(t: Term, meaning: Meaning, ev: Evaluator, samples: int, env: dict | N
             raise DeriveError(f"claim: only derivatives of the loss are understood, not of {num.name!r}")
         sym, _ = meaning.matrix(den)
         return _entry(np.asarray(ev(MatPartial(q.loss, sym)), dtype=float), _bind(den, env), meaning, sym)
+    if t.op == "elementary":
+        arg = np.asarray(_value(t.args[0], meaning, ev, samples, env), dtype=float)
+        with np.errstate(all="ignore"):
+            out = np.exp(arg) if t.name == "exp" else np.log(arg)
+        return float(out) if np.ndim(out) == 0 else out
+    if t.op == "power":         # entry by entry, as (1 + e^{-z})^2 is meant
+        return np.asarray(_value(t.args[0], meaning, ev, samples, env), dtype=float) ** t.value
+    if t.op == "matrix":
+        cells = [[_value(c, meaning, ev, samples, env) for c in r.args] for r in t.args]
+        if any(np.ndim(c) for r in cells for c in r):
+            raise ShapeError(f"{render(t)}: a bmatrix of matrices is not supported; write its entries")
+        return np.array(cells, dtype=float)
     if t.op == "apply":
         arg = _value(t.args[0], meaning, ev, samples, env)
         row = _activation(t, meaning)
@@ -655,7 +667,8 @@ def verify_derivation(result, text: str, param: str | None = None) -> Verdict:
     for number, raw in enumerate(text.splitlines(), start=1):
         if LINE_SKIP.match(raw):
             continue
-        line = re.sub(r"\\\\\s*$|\\nonumber|\\notag|\\label\{[^}]*\}", "", raw).replace("&", "").strip()
+        line = re.sub(r"\\\\\s*$|\\nonumber|\\notag|\\label\{[^}]*\}", "", raw)
+        line = re.sub(r"&\s*=", "=", line).strip().lstrip("&").strip()     # keep the & of a bmatrix
         line = re.sub(r"^\\\[|\\\]$|^\$\$|\$\$$", "", line).strip().rstrip(",.")
         if not line:
             continue
@@ -719,11 +732,20 @@ def term_latex(t: Term, meaning: Meaning) -> str:
         if t.label is not None:
             name += "^{" + n.layer.replace("l", str(t.label)) + "}"
         if t.indices:
-            name += "_{" + ("".join(map(str, t.indices)) if all(i < 10 for i in t.indices)
+            name += "_{" + ("".join(map(str, t.indices)) if all(len(str(i)) == 1 for i in t.indices)
                             else ",".join(map(str, t.indices))) + "}"
         return name
     if t.op == "number":
         return f"{t.value:g}"
+    if t.op == "power":
+        return _wrapped(t.args[0], meaning) + "^{" + f"{t.value:g}" + "}"
+    if t.op == "elementary":
+        return r"\%s\left(%s\right)" % (t.name, term_latex(t.args[0], meaning))
+    if t.op == "sum":
+        return r"\sum_{%s} %s" % (t.name, _wrapped(t.args[0], meaning))
+    if t.op == "matrix":
+        rows = [" & ".join(term_latex(c, meaning) for c in r.args) for r in t.args]
+        return r"\begin{bmatrix} " + r" \\ ".join(rows) + r" \end{bmatrix}"
     if t.op == "partial":
         return r"\frac{\partial %s}{\partial %s}" % (term_latex(t.args[0], meaning), term_latex(t.args[1], meaning))
     if t.op == "apply":
@@ -740,7 +762,11 @@ def term_latex(t: Term, meaning: Meaning) -> str:
     if t.op == "mul" and t.args[1].op == "recip":
         return r"\frac{%s}{%s}" % (term_latex(t.args[0], meaning), term_latex(t.args[1].args[0], meaning))
     joiner = {"add": " + ", "sub": " - ", "mul": " ", "hadamard": r" \odot "}[t.op]
-    return joiner.join(_wrapped(a, meaning) if t.op != "add" else term_latex(a, meaning) for a in t.args)
+    parts = []
+    for a in t.args:           # a chain of one associative operator needs no inner parentheses
+        same = a.op == t.op and t.op in ("add", "hadamard", "mul")
+        parts.append(term_latex(a, meaning) if same or t.op == "add" else _wrapped(a, meaning))
+    return joiner.join(parts)
 
 
 def _wrapped(t: Term, meaning) -> str:
