@@ -35,6 +35,7 @@ class Verdict:
     diagnosis: str = ""
     lines: list = field(default_factory=list)
     fix: Term | None = None                            # the changed claim that is right, when one was found
+    sides: dict | None = None                          # a derivation's wrong equality: both sides
     terms: list = field(default_factory=list)          # (file line, parsed term) of a derivation
 
     def to_json(self) -> dict:
@@ -42,6 +43,8 @@ class Verdict:
                "counterexample": self.counterexample, "diagnosis": self.diagnosis}
         if self.lines:
             out["lines"] = self.lines
+        if self.sides:
+            out["sides"] = self.sides
         return out
 
     @property
@@ -712,8 +715,9 @@ def verify_derivation(result, text: str, param: str | None = None) -> Verdict:
     again = [l["line"] for l in lines if l["line"] > wrong and l["correct"]]
     note = (f"; later lines that follow correctly from the one before: {later}" if later else "") + \
            (f"; later lines that are correct again: {again}" if again else "")
-    return Verdict(verdict.verdict, wrong, verdict.counterexample,
-                   f"line {wrong}: {verdict.diagnosis}{note}", lines, fix, terms)
+    sides = {"left": render(terms[index - 1][1]), "right": render(terms[index][1])}
+    return Verdict(verdict.verdict, wrong, verdict.counterexample, f"line {wrong}: {verdict.diagnosis}{note}",
+                   lines=lines, fix=fix, terms=terms, sides=sides)
 
 
 # --------------------------------------------------------------------------- feedback document

@@ -149,3 +149,25 @@ def test_symbolic_comparison_where_the_claim_has_a_matrix_form():
     other_form = verify_claim(result_for("seed004_mlp_column"), "W1",
                               r"((W^{2})^{T} \delta^{2} \odot \sigma'(z^{1})) x^{T}")
     assert other_form.verdict == "correct" and not other_form.diagnosis.startswith("symbolically")
+
+
+def test_forms_sympys_latex_parser_misreads():
+    """a(1-a) is a product (not a call), e^{-x} an exponential, delta^{(l)} a layer label, dL/d\\hat y a partial."""
+    from derive.claim import parse_claim
+
+    product = parse_claim("a^{2}(1 - a^{2})")
+    assert product.op == "mul" and product.args[0].op == "symbol" and product.args[1].op == "sub"
+    assert parse_claim("e^{-x}") .op == "elementary" and parse_claim("e^{-x}").args[0].op == "neg"
+    delta = parse_claim(r"\delta^{(3)}")
+    assert (delta.op, delta.name, delta.label) == ("symbol", "delta", 3)
+    partial = parse_claim(r"\frac{\partial L}{\partial \hat{y}}")
+    assert partial.op == "partial" and partial.args[1].name == "hat_y"
+    result = result_for("seed004_mlp_column")
+    assert verify_claim(result, "delta2", r"\frac{\partial L}{\partial \hat{y}} \odot a^{2} \odot (1 - a^{2})").verdict \
+        == "correct"
+
+
+def test_derivation_reports_both_sides_of_the_wrong_equality():
+    text = (HERE / "verify_corpus" / "derivations" / "col_w2_order.tex").read_text()
+    data = verify_derivation(result_for("seed004_mlp_column"), text).to_json()
+    assert data["sides"] == {"left": "(delta2 (a1)^T)", "right": "((a1)^T delta2)"}
