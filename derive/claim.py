@@ -14,6 +14,7 @@ from lark.exceptions import UnexpectedInput, VisitError
 from .errors import DeriveError
 
 MAX_CHARS = 20_000
+MAX_TOKENS = 1_500
 
 GRAMMAR = r"""
 ?start: sum
@@ -185,12 +186,17 @@ def parse_claim(text: str) -> Term:
         raise DeriveError("claim: contains a NUL byte; only printable text is accepted")
     for old, new in NORMALIZE:
         text = text.replace(old, new)
+    tokens = len(re.findall(r"[A-Za-z]+|[0-9]+|[-+*/&^]", text))
+    if tokens > MAX_TOKENS:
+        raise DeriveError(f"claim: {tokens} symbols and operators is too long; at most {MAX_TOKENS} are accepted")
     if text.count("{") != text.count("}"):
         raise DeriveError("claim: unbalanced braces { }")
     if re.search(r"\\(input|include|write|openin|openout|catcode|def|immediate|usepackage)\b", text):
         raise DeriveError("claim: TeX commands such as \\input are not mathematics; not accepted")
     try:
         return _Build().transform(_PARSER.parse(text))
+    except RecursionError:
+        raise DeriveError("claim: nested too deeply to read") from None
     except VisitError as exc:
         if isinstance(exc.orig_exc, DeriveError):
             raise exc.orig_exc from None

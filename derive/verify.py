@@ -21,6 +21,9 @@ from .oracle import make_instance
 
 TRIALS = 3
 RTOL, ATOL = 1e-6, 1e-9
+MAX_TERMS = 2_000          # nodes in a claim: beyond this it is refused
+MAX_DIAGNOSE_TERMS = 300   # the mutation search tries O(nodes) changes, each O(nodes)
+MAX_SUM = 10_000           # the largest range a sum may run over
 
 
 class ShapeError(Exception):
@@ -221,6 +224,8 @@ def _upper(t: Term, meaning: Meaning, ev: Evaluator) -> int:
     import sympy as sp
 
     if t.value is not None:
+        if t.value > MAX_SUM:
+            raise DeriveError(f"claim: a sum over more than {MAX_SUM} terms is not evaluated")
         return int(t.value)
     size = None
     if t.indices:                                   # \sum_{k=1}^{n_2}: a size symbol of the spec
@@ -238,6 +243,8 @@ def _upper(t: Term, meaning: Meaning, ev: Evaluator) -> int:
         if size is None:
             raise DeriveError(f"claim: the sum over {t.name} has no limit and {t.name} is not used as an index")
     value = ev(size) if isinstance(size, sp.Basic) and not size.is_Integer else size
+    if float(value) > MAX_SUM:
+        raise DeriveError(f"claim: a sum over more than {MAX_SUM} terms is not evaluated")
     return int(round(float(value)))
 
 
@@ -533,6 +540,8 @@ def _diagnose(meaning, instances, truth, claim, anchor=None) -> str:
 
 
 def _find_fix(meaning, instances, truth, claim, anchor=None) -> tuple[str, Term | None]:
+    if sum(1 for _ in _subterms(claim)) > MAX_DIAGNOSE_TERMS:
+        return "", None
     try:
         letters = [_letters(meaning, anchor or truth, inst) for inst in instances[:2]]
         expected = [_evaluate(truth, meaning, inst, ls) for inst, ls in zip(instances[:2], letters)]
@@ -607,6 +616,8 @@ def to_sympy(t: Term, meaning: Meaning):
 def symbolically_equal(claim: Term, engine_results, meaning: Meaning) -> bool:
     import sympy as sp
 
+    if sum(1 for _ in _subterms(claim)) > MAX_DIAGNOSE_TERMS:
+        return False
     expr = to_sympy(claim, meaning)
     if expr is None:
         return False
@@ -638,15 +649,24 @@ def verify_claim(result, param: str, text: str) -> Verdict:
     goal = target(result, param)
     try:
         claim = parse_claim(_top_level_parts(text)[-1])     # a leading "dL/dW = " is allowed
+        _check_size(claim)
     except DeriveError as exc:
         return Verdict("unparseable", None, None, str(exc))
     try:
         verdict = judge(result, goal.term, claim)
     except DeriveError as exc:
         return Verdict("unparseable", None, None, str(exc))
+    except RecursionError:
+        return Verdict("unparseable", None, None, "claim: nested too deeply to evaluate")
     if verdict.verdict == "correct" and symbolically_equal(claim, engine_forms(result, param), Meaning(result)):
         verdict.diagnosis = "symbolically the engine's own result, and " + verdict.diagnosis
     return verdict
+
+
+def _check_size(t: Term) -> None:
+    count = sum(1 for _ in _subterms(t))
+    if count > MAX_TERMS:
+        raise DeriveError(f"claim: {count} operations is too large; at most {MAX_TERMS} are accepted")
 
 
 def _top_level_parts(text: str) -> list[str]:
@@ -687,6 +707,7 @@ def verify_derivation(result, text: str, param: str | None = None) -> Verdict:
     for number, part in chain:
         try:
             terms.append((number, parse_claim(part)))
+            _check_size(terms[-1][1])
         except DeriveError as exc:
             return Verdict("unparseable", number, None, f"line {number}: {exc}")
     first = terms[0][1]

@@ -171,3 +171,15 @@ def test_derivation_reports_both_sides_of_the_wrong_equality():
     text = (HERE / "verify_corpus" / "derivations" / "col_w2_order.tex").read_text()
     data = verify_derivation(result_for("seed004_mlp_column"), text).to_json()
     assert data["sides"] == {"left": "(delta2 (a1)^T)", "right": "((a1)^T delta2)"}
+
+
+@pytest.mark.parametrize("claim", [
+    r"\sum_{k=1}^{999999999} \delta^{2}_{k}",
+    " + ".join([r"\delta^{2} (a^{1})^T"] * 800),
+    " + ".join([r"\delta^{2} (a^{1})^T"] * 120) + " + a^{1}",
+])
+def test_work_on_user_input_is_bounded(claim):
+    start = time.perf_counter()
+    verdict = verify_claim(result_for("seed004_mlp_column"), "W2", claim)
+    assert time.perf_counter() - start < 5
+    assert verdict.verdict in ("unparseable", "incorrect", "shape_mismatch")
