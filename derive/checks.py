@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
-import sympy as sp
 
 from .errors import DeriveError
 from .engine import NetworkDerivation, derive
 from .evaluate import EvaluationError, Evaluator
 from .oracle import Instance, make_instance
-from .steps import Derivation, Step
+from .steps import Step
 
 STEP_RTOL, STEP_ATOL = 1e-6, 1e-9
 GRAD_EPS, GRAD_ATOL, GRAD_RTOL = 1e-6, 1e-5, 1e-3      # as torch.autograd.gradcheck

@@ -121,9 +121,7 @@ def codegen_command(spec_path, out_path, layout, dtype):
 def graph_command(expression, at, gates, as_json, tex, pdf, lang, out_dir, name):
     """Forward values and backward gradients of EXPRESSION on a graph of gates, checked against SymPy."""
     import re
-    from pathlib import Path
-
-    from .documents import write_atomic
+    from .documents import publish
     from .graph import build, parse_point
 
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", name):
@@ -137,16 +135,11 @@ def graph_command(expression, at, gates, as_json, tex, pdf, lang, out_dir, name)
         for n in graph.inputs():
             click.echo(f"  df/d{n.name} = {n.grad:.6g}")
     if tex or pdf:
-        from .pdf import compile_pdf
         from .render import render_graph
 
-        stem = name if lang == "en" else f"{name}.{lang}"
-        tex_path = Path(out_dir) / f"{stem}.tex"
-        write_atomic(tex_path, render_graph(graph, expression, lang))
-        click.echo(str(tex_path), err=True)
-        if pdf:
-            result = compile_pdf(tex_path, tex_path.with_suffix(".pdf"), engine="xelatex" if lang == "zh" else "pdflatex")
-            click.echo(str(result.path), err=True)
+        for path in publish(render_graph(graph, expression, lang), out_dir, name, lang, pdf)[:2]:
+            if path:
+                click.echo(str(path), err=True)
 
 
 @main.command("verify")
@@ -192,18 +185,13 @@ def verify_command(spec_path, param, claim_text, derivation_path, as_json, tex, 
             raise DeriveError("--derivation: not UTF-8 text") from None
         verdict = verify_derivation(result, text, param)
         if (tex or pdf) and verdict.terms:
-            from .documents import write_atomic
-            from .pdf import compile_pdf
+            from .documents import publish
             from .verify import feedback_document
 
-            stem = Path(derivation_path).stem
-            stem = re.sub(r"[^A-Za-z0-9_-]", "_", stem)[:60] + "_feedback" + ("" if lang == "en" else f".{lang}")
-            tex_path = Path(out_dir) / f"{stem}.tex"
-            write_atomic(tex_path, feedback_document(result, verdict, param, lang))
-            click.echo(str(tex_path), err=True)
-            if pdf:
-                compile_pdf(tex_path, tex_path.with_suffix(".pdf"), engine="xelatex" if lang == "zh" else "pdflatex")
-                click.echo(str(tex_path.with_suffix(".pdf")), err=True)
+            stem = re.sub(r"[^A-Za-z0-9_-]", "_", Path(derivation_path).stem)[:60] + "_feedback"
+            for path in publish(feedback_document(result, verdict, param, lang), out_dir, stem, lang, pdf)[:2]:
+                if path:
+                    click.echo(str(path), err=True)
     if as_json:
         click.echo(json.dumps(verdict.to_json(), indent=2))
     else:
@@ -246,22 +234,16 @@ GRAPH_EXAMPLES = (   # the two figures of 002_*.txt
 
 
 def _demo_graphs(out_dir, pdf: bool):
-    from pathlib import Path
-
-    from .documents import write_atomic
+    from .documents import publish
     from .graph import build
-    from .pdf import compile_pdf
     from .render import render_graph
 
     for name, text, point, gates in GRAPH_EXAMPLES:
         graph = build(text, point, gates=gates)
         for lang in ("en", "zh"):
-            path = Path(out_dir) / (f"{name}.tex" if lang == "en" else f"{name}.{lang}.tex")
-            write_atomic(path, render_graph(graph, text, lang))
-            if pdf:
-                compile_pdf(path, path.with_suffix(".pdf"), engine="xelatex" if lang == "zh" else "pdflatex")
+            tex_path, pdf_path, _ = publish(render_graph(graph, text, lang), out_dir, name, lang, pdf)
         grads = ", ".join(f"df/d{n.name} = {n.grad:.2f}" for n in graph.inputs())
-        click.echo(f"{path.with_suffix('.pdf') if pdf else path}: f = {graph.nodes[graph.output].value:.2f}; {grads}")
+        click.echo(f"{pdf_path or tex_path}: f = {graph.nodes[graph.output].value:.2f}; {grads}")
 
 
 def _demo_xor(out_dir):

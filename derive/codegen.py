@@ -40,7 +40,7 @@ class _NumpyPrinter:
     def __call__(self, e) -> str:
         if isinstance(e, sp.MatrixSymbol):
             return self.name(e)
-        if e.is_number if hasattr(e, "is_number") else False:
+        if getattr(e, "is_number", False):
             return repr(float(e))
         if isinstance(e, sp.Symbol):   # only m and the L2 strength occur; a user's name never reaches code
             return "m" if e == self.q.samples else "l2"

@@ -24,23 +24,29 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(staging, path)
 
 
+def publish(text: str, out_dir: str | Path, stem: str, lang: str, pdf: bool) -> tuple[Path, Path | None, tuple]:
+    """Write DIR/<stem>.tex (<stem>.zh.tex in Chinese) atomically and, if asked, compile it
+    (xelatex + ctex for Chinese, pdflatex otherwise). Returns (tex, pdf or None, warnings)."""
+    from .pdf import compile_pdf
+
+    tex_path = Path(out_dir) / (f"{stem}.tex" if lang == "en" else f"{stem}.{lang}.tex")
+    write_atomic(tex_path, text)
+    if not pdf:
+        return tex_path, None, ()
+    outcome = compile_pdf(tex_path, tex_path.with_suffix(".pdf"), engine="xelatex" if lang == "zh" else "pdflatex")
+    return tex_path, outcome.path, outcome.warnings
+
+
 def build(spec: NetworkSpec, out_dir: str | Path, lang: str = "en", pdf: bool = False) -> BuildOutcome:
     from .checks import check
     from .engine import derive
-    from .pdf import compile_pdf
     from .render import render_document
 
     result = derive(spec)
     report = check(result)
-    stem = spec.name if lang == "en" else f"{spec.name}.{lang}"
-    tex_path = Path(out_dir) / f"{stem}.tex"
-    write_atomic(tex_path, render_document(result, report, lang))
+    tex_path, pdf_path, warnings = publish(render_document(result, report, lang), out_dir, spec.name, lang, pdf)
     summary = (f"{len(report.steps)} steps checked, {report.steps_failed} failed; "
                f"gradients {'match' if all(g.passed for g in report.gradients) else 'DO NOT match'} central differences")
-    pdf_path, warnings = None, ()
-    if pdf:
-        outcome = compile_pdf(tex_path, tex_path.with_suffix(".pdf"), engine="xelatex" if lang == "zh" else "pdflatex")
-        pdf_path, warnings = outcome.path, outcome.warnings
     return BuildOutcome(tex_path, pdf_path, report.passed, summary, warnings)
 
 

@@ -15,7 +15,7 @@ from .algebra import Diag, Elementwise, MatPartial, Partial
 from .oracle import Instance
 
 PARTIAL_EPS = 1e-5
-LOSS_KINDS = {"L": "L", "L_data": "L_data"}
+LOSS_KINDS = ("L", "L_data")   # the total loss and the loss without the penalty
 
 
 class EvaluationError(Exception):

@@ -7,7 +7,7 @@ matrix layout, because those move the transposes.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from .errors import DeriveError
 

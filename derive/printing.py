@@ -6,7 +6,7 @@ import re
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
-from .algebra import Diag, Elementwise, MatPartial, Partial, Quantities
+from .algebra import Elementwise, Partial, Quantities
 from .notation import Notation
 
 INDEX_LETTERS = ("i", "j", "k", "p", "s")

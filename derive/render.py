@@ -194,7 +194,7 @@ GRAPH_X, GRAPH_Y = 3.0, 2.2     # cm between levels and between nodes of a level
 
 def _number(x: float, digits: int = 2) -> str:
     text = f"{x:.{digits}f}"
-    return "0." + "0" * digits if text in ("-0." + "0" * digits,) else text
+    return text.removeprefix("-") if float(text) == 0 else text       # no "-0.00"
 
 
 def graph_layout(graph) -> dict[int, tuple[float, float]]:

@@ -5,7 +5,7 @@ against `sympy.diff` of the SymPy form, and each NumPy twin against the SymPy fo
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np

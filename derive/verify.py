@@ -300,15 +300,8 @@ def _activation(t: Term, meaning: Meaning):
 
 # ------------------------------------------------------------------------------ judging
 
-@dataclass
-class Target:
-    """What a claim is about: dL/dW^l, dL/db^l or delta^l, as a term and as a value."""
-
-    term: Term
-    label: str
-
-
-def target(result, param: str) -> Target:
+def target(result, param: str) -> Term:
+    """What a claim is about, as a term: dL/dW^l, dL/db^l, delta^l, or one of their entries."""
     m = re.fullmatch(r"(W|b|delta)([0-9]+)(?:\[([0-9]+)(?:,\s*([0-9]+))?\])?", param.strip())
     if not m:
         raise DeriveError(f"--param {param!r}: expected a parameter such as W2, b1 or delta2, or one entry "
@@ -323,13 +316,12 @@ def target(result, param: str) -> Target:
     meaning = Meaning(result)
     n = meaning.n
     if kind == "delta":
-        return Target(Term("symbol", name=n.delta.lstrip("\\"), label=layer + n.node_shift, indices=indices),
-                      f"delta{layer}")
+        return Term("symbol", name=n.delta.lstrip("\\"), label=layer + n.node_shift, indices=indices)
     name = (n.weights if kind == "W" else n.bias).lstrip("\\")
     if kind == "b" and n.bias_folded:
         raise DeriveError("--param b: in Ng's notation the bias is column 0 of Theta; verify the Theta matrix")
-    return Target(Term("partial", (Term("symbol", name=n.loss.lstrip("\\")),
-                                   Term("symbol", name=name, label=layer, indices=indices))), param)
+    return Term("partial", (Term("symbol", name=n.loss.lstrip("\\")),
+                            Term("symbol", name=name, label=layer, indices=indices)))
 
 
 def _instances(result, batch: bool):
@@ -653,7 +645,7 @@ def verify_claim(result, param: str, text: str) -> Verdict:
     except DeriveError as exc:
         return Verdict("unparseable", None, None, str(exc))
     try:
-        verdict = judge(result, goal.term, claim)
+        verdict = judge(result, goal, claim)
     except DeriveError as exc:
         return Verdict("unparseable", None, None, str(exc))
     except RecursionError:
@@ -712,7 +704,7 @@ def verify_derivation(result, text: str, param: str | None = None) -> Verdict:
             return Verdict("unparseable", number, None, f"line {number}: {exc}")
     first = terms[0][1]
     if param:
-        first = target(result, param).term
+        first = target(result, param)
     lines, wrong, previous = [], None, first
     verdict = None
     for number, term in terms[1:]:

@@ -2,7 +2,6 @@
 import dataclasses
 
 import pytest
-import sympy as sp
 from sympy import HadamardProduct, MatMul, Transpose
 
 from derive import network

@@ -113,7 +113,6 @@ def test_float32_stays_float32(tmp_path, layout):
 
 
 def test_seed004_generated_code_trains_xor():
-    import importlib.resources  # noqa: F401  (the spec is the example file)
     from pathlib import Path
 
     from derive import load

@@ -1,5 +1,4 @@
 """Documents: templates, golden .tex, determinism, escaping, PDFs in both languages."""
-import os
 import re
 import shutil
 import subprocess

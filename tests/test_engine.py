@@ -3,7 +3,7 @@ import sympy as sp
 from sympy import HadamardProduct, MatAdd, MatMul, OneMatrix, Transpose
 
 from derive import network
-from derive.algebra import Elementwise, MatPartial, Partial
+from derive.algebra import Elementwise, Partial
 from derive.engine import derive
 
 

@@ -3,10 +3,10 @@ from pathlib import Path
 
 import pytest
 import sympy as sp
-from sympy import HadamardProduct, MatAdd, MatMul, OneMatrix, Transpose
+from sympy import HadamardProduct, MatMul, Transpose
 
 from derive import load
-from derive.algebra import Elementwise, MatPartial, Partial
+from derive.algebra import Elementwise, Partial
 from derive.checks import check
 from derive.engine import derive
 from derive.notation import profile

@@ -1,7 +1,6 @@
 """Validation: one clear message naming the field, the bad value and what is accepted."""
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
