@@ -16,30 +16,16 @@ import numpy as np
 
 from derive import network
 from derive.codegen import generate, load_module, nested_gradient_code
-from timing import median_time
+from timing import interleaved_medians
 
 SIZES = (256, 512, 512, 10)
+NUMPY_PRODUCTS = "NumPy: the step's matrix products alone"
 BATCH = 256
 
 
 def spec():
     return network("bench", SIZES[0], [(SIZES[1], "relu"), (SIZES[2], "relu"), (SIZES[3], "softmax")],
                    loss="cross_entropy", samples="m")
-
-
-def keep_freed_memory(keep: bool) -> bool:
-    """glibc returns freed arrays over 128 KB to the OS, so every fresh NumPy temporary page-faults;
-    PyTorch and JAX keep their own memory pools. mallopt lets this process keep freed memory too."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"))
-    except OSError:
-        return False
-    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-    size = 1 << 30 if keep else 128 * 1024
-    return bool(libc.mallopt(M_MMAP_THRESHOLD, size)) and bool(libc.mallopt(M_TRIM_THRESHOLD, size if keep else 128 * 1024))
 
 
 def data(dtype, rng):
@@ -94,14 +80,48 @@ def jax_peer(params, X, Y, dtype):
     return step, f"JAX {jax.__version__} jit(value_and_grad), CPU"
 
 
+def multiply_adds(sizes, batch):
+    """Multiply-adds of the matrix products: the forward pass, and the backward pass (the weight
+    gradient of every layer, the delta of every layer but the first)."""
+    forward = sum(batch * a * b for a, b in zip(sizes, sizes[1:]))
+    backward = forward + sum(batch * a * b for a, b in zip(sizes[1:], sizes[2:]))
+    return forward, backward
+
+
+def products_alone(params, X, numpy_or_torch):
+    """The step's matrix products back to back into preallocated arrays, nothing else: what this
+    library's BLAS needs for the step, whoever calls it."""
+    lib = numpy_or_torch
+    W = [params[f"W{l}"] for l in range(1, len(SIZES))]
+    if lib.__name__ == "torch":
+        W, X = [lib.tensor(w) for w in W], lib.tensor(X)
+    acts = [X] + [lib.ones((BATCH, n), dtype=X.dtype) * 0.5 for n in SIZES[1:-1]]
+    deltas = [lib.ones((BATCH, n), dtype=X.dtype) * 0.25 for n in SIZES[1:]]
+    jobs = [(acts[l], W[l]) for l in range(len(W))]
+    for l in range(len(W) - 1, -1, -1):
+        jobs.append((acts[l].T, deltas[l]))
+        if l > 0:
+            jobs.append((deltas[l], W[l].T))
+    outs = [lib.empty((a.shape[0], b.shape[1]), dtype=X.dtype) for a, b in jobs]
+
+    def run():
+        for (a, b), out in zip(jobs, outs):
+            lib.matmul(a, b, out=out)
+    return run
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=40)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     nested = nested_gradient_code(spec(), layout="row")
+    fwd_macs, bwd_macs = multiply_adds(SIZES, BATCH)
     print(f"network {'-'.join(map(str, SIZES))}, ReLU hidden, softmax + cross-entropy, batch {BATCH}; "
-          f"median of {args.repeats} runs\n")
+          f"median of {args.repeats} runs, every candidate timed in turn within each run\n"
+          f"multiply-adds in matrix products: forward {fwd_macs / 1e6:.1f} M, backward {bwd_macs / 1e6:.1f} M: "
+          f"forward + backward = {(fwd_macs + bwd_macs) / fwd_macs:.2f} x forward, backward alone "
+          f"{bwd_macs / fwd_macs:.2f} x\n")
     with tempfile.TemporaryDirectory() as tmp:
         for dtype_name in ("float32", "float64"):
             dtype = np.dtype(dtype_name).type
@@ -110,41 +130,51 @@ def main():
             mod = load_module(path)
             params = mod.init_params(sizes=SIZES, dtype=dtype)
             X, Y = data(dtype, rng)
-            keep_freed_memory(False)
-            ours_default = median_time(lambda: mod.gradients(params, X, Y), args.repeats)
-            forward_default = median_time(lambda: mod.forward(params, X), args.repeats)
-            pooled = keep_freed_memory(True)
-            ours = median_time(lambda: mod.gradients(params, X, Y), args.repeats)
-            forward = median_time(lambda: mod.forward(params, X), args.repeats)
-            namespace = {"np": np, "m": BATCH, "relu": mod.relu, "relu_prime": mod.relu_prime,
+            ws, ws_forward, ws_step = mod.Workspace(), mod.Workspace(), mod.Workspace()
+            cache = mod.forward(params, X)
+            namespace = {"np": np, "ws": mod.Workspace(), "m": BATCH, "relu": mod.relu, "relu_prime": mod.relu_prime,
                          "softmax": mod.softmax, **params, "X": X, "Y": Y}
-            compiled = {k: compile(v, k, "eval") for k, v in nested.items()}
-            naive = median_time(lambda: [eval(c, namespace) for c in compiled.values()], max(3, args.repeats // 5))
-            rows = [("generated gradients (derive), freed memory kept", ours, ""),
-                    ("generated forward pass, freed memory kept", forward, ""),
-                    ("generated gradients (derive), default malloc", ours_default, ""),
-                    ("generated forward pass, default malloc", forward_default, ""),
-                    ("nested expressions, nothing shared", naive, "")]
-            if not pooled:
-                print("  (mallopt unavailable: both settings are the default)")
+            compiled = [compile(v, k, "eval") for k, v in nested.items()]
+            candidates = {
+                "derive: gradients (with their forward pass)": lambda: mod.gradients(params, X, Y, workspace=ws),
+                "derive: gradients, fresh arrays (no workspace)": lambda: mod.gradients(params, X, Y),
+                "derive: backward alone (forward cache given)":
+                    lambda: mod.gradients(params, X, Y, cache=cache, workspace=ws),
+                "derive: train_step (one forward pass, update)": lambda: mod.train_step(params, X, Y, 0.0, workspace=ws_step),
+                "derive: forward pass": lambda: mod.forward(params, X, workspace=ws_forward),
+                "derive: forward pass, fresh arrays": lambda: mod.forward(params, X),
+                NUMPY_PRODUCTS: products_alone(params, X, np),
+            }
             peers = []
             for make in (torch_peer, jax_peer):
                 step, label = make(params, X, Y, dtype)
                 if step is None:
                     print(f"[{dtype_name}] skipped: {label}")
                     continue
-                t = median_time(step, args.repeats)
-                rows.append((label, t, ""))
-                peers.append(t)
+                candidates[label] = step
+                peers.append(label)
+            if peers and peers[0].startswith("PyTorch"):
+                import torch
+
+                candidates["PyTorch: the step's matrix products alone"] = products_alone(params, X, torch)
+            t = interleaved_medians(candidates, args.repeats)
+            naive = interleaved_medians({"nested": lambda: [eval(c, namespace) for c in compiled]},
+                                        max(3, args.repeats // 5))["nested"]
+            t["nested expressions, nothing shared"] = naive
+            ours = t["derive: gradients (with their forward pass)"]
+            forward = t["derive: forward pass"]
             print(f"[{dtype_name}]")
             print(f"  {'':52}{'ms':>9}{'derive / this':>15}")
-            for label, t, _ in rows:
-                print(f"  {label:52}{1000 * t:9.2f}{ours / t:15.2f}")
+            for label, seconds in t.items():
+                print(f"  {label:52}{1000 * seconds:9.2f}{ours / seconds:15.2f}")
             if peers:
-                print(f"  derive / faster peer: {ours / min(peers):.2f} freed memory kept, "
-                      f"{ours_default / min(peers):.2f} default malloc   (target <= 1.0)")
-            print(f"  derive / own forward: {ours / forward:.2f} freed memory kept, "
-                  f"{ours_default / forward_default:.2f} default malloc   (target <= 2.5)\n")
+                fastest = min(t[p] for p in peers)
+                print(f"  derive / faster peer: {ours / fastest:.2f}   (target <= 1.0); "
+                      f"NumPy's matrix products alone / faster peer: "
+                      f"{t[NUMPY_PRODUCTS] / fastest:.2f}")
+            print(f"  derive / own forward: {ours / forward:.2f} (multiply-adds {(fwd_macs + bwd_macs) / fwd_macs:.2f}); "
+                  f"backward alone / forward: {t['derive: backward alone (forward cache given)'] / forward:.2f} "
+                  f"(multiply-adds {bwd_macs / fwd_macs:.2f})   (target <= 2.5)\n")
 
 
 if __name__ == "__main__":

@@ -81,9 +81,11 @@ class _NumpyPrinter:
         mats = [a for a in args if getattr(a, "is_Matrix", False)]
         ones = [a for a in mats if isinstance(a, sp.OneMatrix)]
         mats = [a for a in mats if not isinstance(a, sp.OneMatrix)]
-        if ones:                      # a product with a vector of ones sums over the samples
-            axis = 0 if ones[0].shape[0] == 1 else 1
-            body = f"np.sum({self(sp.MatMul(*mats)) if len(mats) > 1 else self(mats[0])}, axis={axis}, keepdims=True)"
+        if ones:     # 1^T Delta or Delta 1: the sum over the samples, as a BLAS product (twice np.sum's speed)
+            operand = self._wrap(sp.MatMul(*mats)) if len(mats) > 1 else self._wrap(mats[0])
+            left = ones[0].shape[0] == 1
+            vector = f"ws.ones({'(1, m)' if left else '(m, 1)'}, X.dtype)"
+            body = f"{vector} @ {operand}" if left else f"{operand} @ {vector}"
         elif self._is_jacobian(mats[0]) and len(mats) > 1:        # (diag(a) - a a^T) (W^T delta)
             body = self._jacobian(mats[0], sp.MatMul(*mats[1:]) if len(mats) > 2 else mats[1])
         elif self._is_jacobian(mats[-1]) and len(mats) > 1:       # row layout: g (diag(a) - a^T a)
@@ -92,6 +94,17 @@ class _NumpyPrinter:
             body = " @ ".join(self._wrap(a) for a in mats)
         parts = [self._wrap(s_) for s_ in scalars] + ([body] if body else [])
         return " * ".join(parts)
+
+    def into(self, name: str, e) -> str | None:
+        """A product of two matrices written into the workspace array `name` (no fresh array);
+        None for any other expression."""
+        if not isinstance(e, sp.MatMul) or len(e.args) != 2:
+            return None
+        if not all(getattr(a, "is_Matrix", False) and not isinstance(a, sp.OneMatrix) and not self._is_jacobian(a)
+                   for a in e.args):
+            return None
+        left, right = e.args
+        return f'ws.matmul("{name}", {self._wrap(left)}, {self._wrap(right)})'
 
     def _wrap(self, e) -> str:
         text = self(e)
@@ -128,11 +141,13 @@ def _text(e, q) -> str:
 
 
 HELPERS = {
-    "sigmoid": "def sigmoid(x):\n    return 0.5 * (1.0 + np.tanh(0.5 * x))  # stable: no overflow in exp\n",
+    "sigmoid": ("def sigmoid(x, out=None):\n"
+                "    out = np.multiply(x, 0.5, out=out)  # σ(x) = (1 + tanh(x/2)) / 2: no overflow in exp\n"
+                "    np.tanh(out, out=out)\n    out += 1.0\n    out *= 0.5\n    return out\n"),
     "tanh": "tanh = np.tanh\n",
-    "relu": "def relu(x):\n    return np.maximum(x, 0)\n",
+    "relu": "def relu(x, out=None):\n    return np.maximum(x, 0, out=out)\n",
     "relu_prime": "def relu_prime(x):\n    return x > 0  # a mask (0 at 0, as PyTorch); float * bool stays float\n",
-    "softplus": "def softplus(x):\n    return np.logaddexp(0, x)\n",
+    "softplus": "def softplus(x, out=None):\n    return np.logaddexp(0, x, out=out)\n",
     "softplus_prime": "def softplus_prime(x):\n    return sigmoid(x)\n",
     "identity": "def identity(x):\n    return x\n",
 }
@@ -181,15 +196,15 @@ def generate(spec: NetworkSpec, layout: str = "column", dtype: str = "float64") 
                 continue
             d = result.get(topic, l, "batch")
             final = d.result.rhs
-            grad_lines.append((_gradient_statement(f"grads['{key}{l}']", final, P), _text(d.steps[-1].lhs if topic == 'bias' else
+            grad_lines.append((_gradient_statement(f"grads['{key}{l}']", f"dL/d{key}{l}", final, P), _text(d.steps[-1].lhs if topic == 'bias' else
                                                                          MatPartial(q.loss, q.matrix(key, l)), q)
                                + " = " + _text(final, q)))
     return _module(spec, q, layout, dtype, fwd_lines, grad_lines, used)
 
 
-def _gradient_statement(target: str, expr, P) -> str:
-    """c * (product) [+ lambda W]: the product first, then the scale and the penalty in place,
-    so no scaled copy of an operand is made."""
+def _gradient_statement(target: str, name: str, expr, P) -> str:
+    """c * (product) [+ lambda W]: the product first (into the workspace array `name`), then the
+    scale and the penalty in place, so no scaled copy of an operand is made."""
     penalty = None
     if isinstance(expr, sp.MatAdd) and len(expr.args) == 2:
         scaled = [a for a in expr.args if isinstance(a, sp.MatMul) and any(isinstance(x, sp.MatrixSymbol) and
@@ -200,27 +215,40 @@ def _gradient_statement(target: str, expr, P) -> str:
             expr = next(a for a in expr.args if a is not penalty)
     scalars = [a for a in expr.args if not getattr(a, "is_Matrix", False)] if isinstance(expr, sp.MatMul) else []
     if not scalars:
-        code = f"{target} = {P(expr)}"
+        code = f"{target} = {P.into(name, expr) or P(expr)}"
     else:
         product = sp.MatMul(*[a for a in expr.args if getattr(a, "is_Matrix", False)])
-        code = f"{target} = {P(product)}; {target} *= {' * '.join(P._wrap(c) for c in scalars)}"
+        code = f"{target} = {P.into(name, product) or P(product)}; {target} *= {' * '.join(P._wrap(c) for c in scalars)}"
     if penalty is not None:
         code += f"; {target} += {P(penalty)}"
     return code
 
 
+WRITES_INTO = ("sigmoid", "tanh", "relu", "softplus", "leaky_relu")   # helpers that take out=
+
+
 def _in_place(target: str, rhs, P) -> str:
-    """Z = A @ W + b and Delta = (G @ W.T) * f'(Z) as a product followed by an in-place update:
-    one temporary fewer per statement (the same equation, fewer passes over memory)."""
+    """Z = A @ W + b and Delta = (G @ W.T) * f'(Z) as a product written into the workspace,
+    then updated in place; a = f(z) written into the workspace: the same equation with no fresh
+    array per statement (fresh arrays over 128 KB page-fault on every call)."""
     parts = None
     if isinstance(rhs, sp.MatAdd) and len(rhs.args) == 2:
         prod = [a for a in rhs.args if isinstance(a, sp.MatMul) and not any(x.is_number for x in a.args)]
         rest = [a for a in rhs.args if a not in prod]
         if len(prod) == 1 and len(rest) == 1 and isinstance(rest[0], sp.MatrixSymbol):
-            parts = (P(prod[0]), "+=", P(rest[0]))
+            parts = (P.into(target, prod[0]) or P(prod[0]), "+=", P(rest[0]))
     elif isinstance(rhs, sp.HadamardProduct) and isinstance(rhs.args[0], sp.MatMul) and \
             not any(a.is_number for a in rhs.args[0].args) and not P._is_jacobian(rhs.args[0].args[0]):
-        parts = (P(rhs.args[0]), "*=", P(sp.HadamardProduct(*rhs.args[1:])) if len(rhs.args) > 2 else P._wrap(rhs.args[1]))
+        factors = [g for f in rhs.args[1:] for g in (f.args if isinstance(f, sp.HadamardProduct) else (f,))]
+        first = P.into(target, rhs.args[0]) or P(rhs.args[0])
+        return f"{target} = {first}; " + "; ".join(f"{target} *= {P._wrap(f)}" for f in factors)
+    elif isinstance(rhs, Elementwise) and isinstance(rhs.arg, sp.MatrixSymbol) and \
+            (rhs.function in WRITES_INTO or rhs.function.startswith("leaky_relu")) and not rhs.function.endswith("_prime"):
+        arg = P(rhs.arg)
+        return f'{target} = {rhs.function}({arg}, out=ws.like("{target}", {arg}))'
+    elif isinstance(rhs, Elementwise) and rhs.function == "softmax" and isinstance(rhs.arg, sp.MatrixSymbol):
+        arg = P(rhs.arg)
+        return f'{target} = softmax({arg}, axis={1 if P.row else 0}, out=ws.like("{target}", {arg}))'
     if parts is None:
         return f"{target} = {P(rhs)}"
     first, op, second = parts
@@ -287,8 +315,9 @@ def train_xor(module, epochs: int = 10_000, lr: float = 0.5, seed: int = 0, dtyp
     if module.SAMPLE_AXIS == 0:
         X, Y = X.T, Y.T
     params = module.init_params(seed=seed, dtype=getattr(np, dtype))
+    workspace = module.Workspace()
     for _ in range(epochs):
-        module.train_step(params, X, Y, lr)
+        module.train_step(params, X, Y, lr, workspace=workspace)
     A = module.forward(params, X)[f"A{len(module.SIZES) - 1}"]
     return float(np.mean((A - Y) ** 2))
 

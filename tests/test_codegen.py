@@ -41,9 +41,9 @@ def specs(draw):
     return network("g", draw(st.integers(1, 4)), layers, loss=loss_spec, samples=3)
 
 
-def _call(mod, fn, params, X, Y, spec):
+def _call(mod, fn, params, X, Y, spec, **options):
     kwargs = {"l2": 0.3} if isinstance(spec.loss.l2, str) else {}
-    return getattr(mod, fn)(params, X, Y, **kwargs)
+    return getattr(mod, fn)(params, X, Y, **kwargs, **options)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
@@ -64,6 +64,13 @@ def test_generated_gradients_match_engine_and_central_differences(tmp_path, spec
     X, Y = (inst.x.T, inst.y.T) if row else (inst.x, inst.y)
     ours = _call(mod, "gradients", params, X, Y, spec)
     assert sorted(ours) == sorted(engine)
+    # a workspace reused across calls and a forward cache change no number
+    workspace = mod.Workspace()
+    for _ in range(2):
+        cache = mod.forward(params, X, workspace=workspace)
+        again = _call(mod, "gradients", params, X, Y, spec, cache=cache, workspace=workspace)
+        assert all(np.array_equal(again[k], ours[k]) for k in ours)
+    assert _call(mod, "loss", params, X, Y, spec, cache=cache) == _call(mod, "loss", params, X, Y, spec)
     for name, grad in ours.items():
         assert grad.shape == params[name].shape
         canonical = grad.T if row else grad
@@ -86,7 +93,7 @@ def test_generated_code_is_numpy_only_and_commented(tmp_path):
     imports = [line for line in code.splitlines() if line.startswith(("import", "from"))]
     assert imports == ["import numpy as np"]
     assert "Delta2 = A2 - Y" in code and "#   Δ^2 = A^2 - Y" in code
-    assert "grads['W1'] = Delta1 @ X.T; grads['W1'] *= (1.0 / m)" in code
+    assert """grads['W1'] = ws.matmul("dL/dW1", Delta1, X.T); grads['W1'] *= (1.0 / m)""" in code
     compile(code, "model.py", "exec")
 
 
@@ -149,3 +156,32 @@ def test_cli_codegen_generic_loss_is_a_clear_error(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "generic" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "m.py").exists()
+
+
+def test_workspace_is_reused_and_train_step_runs_one_forward_pass(tmp_path):
+    spec = network("w", 6, [(5, "sigmoid"), (4, "relu"), (3, "softmax")], loss="cross_entropy", samples="m")
+    mod = module_for(spec, tmp_path, "row")
+    params = mod.init_params()
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((7, 6))
+    Y = np.eye(3)[rng.integers(0, 3, 7)]
+    workspace = mod.Workspace()
+    first = mod.gradients(params, X, Y, workspace=workspace)
+    arrays = {name: id(a) for name, a in workspace.arrays.items()}
+    assert {"Z1", "A1", "Delta2", "dL/dW2"} <= set(arrays)
+    second = mod.gradients(params, X, Y, workspace=workspace)
+    assert {name: id(a) for name, a in workspace.arrays.items()} == arrays     # nothing new allocated
+    assert second["W2"] is first["W2"]                                          # overwritten, as documented
+    fresh = mod.gradients(params, X, Y)
+    assert fresh["W2"] is not second["W2"] and np.array_equal(fresh["W2"], second["W2"])
+
+    calls = []
+    original = mod.forward
+    mod.forward = lambda *a, **k: calls.append(1) or original(*a, **k)
+    expected_loss = mod.loss(params, X, Y)
+    calls.clear()
+    before = {k: v.copy() for k, v in params.items()}
+    value = mod.train_step(params, X, Y, 0.1, workspace=workspace)
+    assert len(calls) == 1 and value == expected_loss
+    for name in params:
+        assert np.allclose(params[name], before[name] - 0.1 * fresh[name], rtol=1e-12, atol=1e-15)
