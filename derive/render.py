@@ -9,6 +9,7 @@ from pathlib import Path
 import jinja2
 import sympy as sp
 
+from . import rules
 from .algebra import Quantities
 from .notation import Notation, profile
 from .printing import DerivePrinter
@@ -171,6 +172,7 @@ def render_document(result, report=None, lang: str = "en") -> str:
         "size": lambda l: printer.doprint(q.sizes[l]), "label": lambda l, node=False: notation.label(l, node),
         "activation_tex": lambda l: notation.function_name(q.activation(l).name) or q.activation(l).latex,
         "ix": lambda letter: notation.index_name(letter),
+        "function_tex": lambda name: notation.function_name(name) or rules.activation(name).latex,
         "mat": lambda kind, l: printer.doprint(q.matrix(kind, l)),
         "weight_entry": lambda l: printer.doprint(_weight_entry(q, l)),
         "weights_tex": lambda l: printer.doprint(q.matrix("W", l)),

@@ -36,6 +36,31 @@ def test_every_step_kind_has_a_template():
     assert set(STEP_KINDS) <= present, set(STEP_KINDS) - present
 
 
+@pytest.mark.parametrize("example, names, foreign", [
+    ("seed003_rashid_summation", ["{o}_{j}$ depends only on ${x}_{j}", "through the $o$ values",
+                                  "{\\sigma}'({x}) = {\\sigma}({x})"], ["$a$ values", "{a}_{j}$ depends"]),
+    ("seed001_ng_cross_entropy", ["$J = \\frac{1}{m}\\sum_s J^{(s)}$", "{g}'({z}) = {g}({z})"],
+     ["$L = \\frac{1}{m}", "\\sigma'"]),
+])
+def test_prose_speaks_the_profiles_names(example, names, foreign):
+    """The sentences between equations use the notation of the equations they explain."""
+    from derive import load
+
+    text = render_document(derive(load(ROOT / "examples" / f"{example}.yaml")))
+    for name in names:
+        assert name in text, name
+    for name in foreign:
+        assert name not in text, name
+
+
+def test_literal_parentheses_next_to_template_expressions_survive():
+    """((((x)))) in a template would print x without its parentheses."""
+    for path in templates_dir().rglob("*.j2"):
+        assert "((((" not in path.read_text(encoding="utf-8"), path
+    text = render_document(derive(network("p", 2, [(3, "tanh"), (3, "softmax")], loss="cross_entropy")))
+    assert r"\operatorname{diag}( a )" in text and "Entry $( j, k )$" in text
+
+
 def test_environment_is_strict_and_latex_safe():
     env = environment()
     assert env.undefined is jinja2.StrictUndefined and env.trim_blocks and env.lstrip_blocks
