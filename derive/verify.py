@@ -69,6 +69,7 @@ class Meaning:
         for kind, names in (("W", (self.n.weights, self.n.weight, "W", "w")), ("b", (self.n.bias, "b")),
                             ("z", (self.n.pre,)), ("a", (self.n.act,)), ("delta", (self.n.delta, "delta")),
                             ("input", (self.n.input,)), ("y", (self.n.target,)), ("L", (self.n.loss, "L")),
+                            ("acc", (self.n.accumulator,)),     # before batch_delta: Ng's Delta is the accumulator
                             ("batch_delta", (self.n.batch_delta, "Delta")), ("batch_a", (self.n.batch_act,)),
                             ("batch_input", (self.n.batch_input,)), ("batch_y", (self.n.batch_target,)),
                             ("batch_z", (self.n.batch_pre,))):
@@ -123,7 +124,7 @@ class Meaning:
     def uses_batch(self, t: Term) -> bool:
         if t.op == "symbol":
             kind = self.table.get(t.name, "")
-            return kind.startswith("batch_") or t.name == "m"
+            return kind.startswith("batch_") or kind == "acc" or t.name == "m"
         return any(self.uses_batch(a) for a in t.args)
 
 
