@@ -68,17 +68,23 @@ def _print_report(spec, report):
               help="Directory for <name>.tex (and .pdf).")
 @click.option("--pdf", is_flag=True, help="Also compile a PDF with latexmk.")
 @click.option("--lang", type=click.Choice(["en", "zh"]), default="en", show_default=True)
-def build_command(spec_paths, out_dir, pdf, lang):
+@click.option("--layers", metavar="LIST", default=None,
+              help="Write out only these layers' derivations, e.g. 1-2,59-60 (1 = the first weight layer); "
+                   "the others are still derived and checked, and get one sentence each run.")
+def build_command(spec_paths, out_dir, pdf, lang, layers):
     """Typeset the derivation of each SPEC as a step-by-step LaTeX document."""
-    from .documents import build
+    from .documents import build, select_layers
     from .spec import load
 
     specs = [load(path) for path in spec_paths]      # every spec is validated before anything is written
+    if layers:
+        for spec in specs:
+            select_layers(layers, spec.depth)
     failed = False
     for number, spec in enumerate(specs, start=1):
         if len(specs) > 1:
             click.echo(f"[{number}/{len(specs)}] {spec.name} ({lang})", err=True)
-        outcome = build(spec, out_dir, lang=lang, pdf=pdf)
+        outcome = build(spec, out_dir, lang=lang, pdf=pdf, layers=layers)
         click.echo(str(outcome.tex))
         if outcome.pdf:
             click.echo(str(outcome.pdf))

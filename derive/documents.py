@@ -37,14 +37,35 @@ def publish(text: str, out_dir: str | Path, stem: str, lang: str, pdf: bool) -> 
     return tex_path, outcome.path, outcome.warnings
 
 
-def build(spec: NetworkSpec, out_dir: str | Path, lang: str = "en", pdf: bool = False) -> BuildOutcome:
+def select_layers(text: str, depth: int) -> frozenset[int]:
+    """'1-2,59-60' -> {1, 2, 59, 60}: the layers (1 = the first weight layer) to write out."""
+    from .errors import DeriveError
+
+    chosen = set()
+    for part in text.split(","):
+        bounds = part.strip().split("-")
+        if not 1 <= len(bounds) <= 2 or not all(b.strip().isdigit() for b in bounds):
+            raise DeriveError(f"--layers: {part.strip()!r} is not a layer or a range; accepted: numbers and "
+                              f"ranges such as 1-2,{max(depth - 1, 1)}-{depth}")
+        low, high = int(bounds[0]), int(bounds[-1])
+        if not 1 <= low <= high <= depth:
+            raise DeriveError(f"--layers: {part.strip()!r} is out of range; this network's weight layers are "
+                              f"1 to {depth}, and a range goes upward")
+        chosen.update(range(low, high + 1))
+    return frozenset(chosen)
+
+
+def build(spec: NetworkSpec, out_dir: str | Path, lang: str = "en", pdf: bool = False,
+          layers: str | None = None) -> BuildOutcome:
+    """layers: which layers' derivations to write out, e.g. '1-2,59-60' (default: all)."""
     from .checks import check
     from .engine import derive
     from .render import render_document
 
+    shown = select_layers(layers, spec.depth) if layers else None
     result = derive(spec)
     report = check(result)
-    tex_path, pdf_path, warnings = publish(render_document(result, report, lang), out_dir, spec.name, lang, pdf)
+    tex_path, pdf_path, warnings = publish(render_document(result, report, lang, shown), out_dir, spec.name, lang, pdf)
     summary = (f"{len(report.steps)} steps checked, {report.steps_failed} failed; "
                f"gradients {'match' if all(g.passed for g in report.gradients) else 'DO NOT match'} central differences")
     return BuildOutcome(tex_path, pdf_path, report.passed, summary, warnings)

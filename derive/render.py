@@ -159,16 +159,27 @@ def _weight_entry(q: Quantities, l: int):
     return w[_J, _K] if q.index_order == "to_from" else w[_K, _J]
 
 
-def render_document(result, report=None, lang: str = "en") -> str:
+def render_document(result, report=None, lang: str = "en", layers=None) -> str:
+    """layers: the layers whose derivations are written out (default all); each run of left-out
+    layers gets one sentence in their place. Every layer is derived and checked either way."""
     if lang not in LANGS:
         raise ValueError(f"language {lang!r}; accepted: {', '.join(LANGS)}")
     spec, q = result.spec, result.quantities
+    shown = set(range(1, spec.depth + 1)) if layers is None else set(layers)
+
+    def gap_end(top: int) -> int:
+        """The lowest layer of the run of left-out layers that starts at `top` going down."""
+        low = top
+        while low - 1 >= 1 and low - 1 not in shown:
+            low -= 1
+        return low
+
     notation = profile(spec.notation, spec.symbols)
     printer = DerivePrinter(q, notation)
     context = {
         "spec": spec, "q": q, "result": result, "report": report, "lang": lang, "printer": printer,
         "notation": notation, "chain": lambda d: chain(d, printer), "step_kinds": STEP_KINDS,
-        "layers": list(enumerate(spec.layers, start=1)), "depth": spec.depth,
+        "layers": list(enumerate(spec.layers, start=1)), "depth": spec.depth, "shown": shown, "gap_end": gap_end,
         "size": lambda l: printer.doprint(q.sizes[l]), "label": lambda l, node=False: notation.label(l, node),
         "activation_tex": lambda l: notation.function_name(q.activation(l).name) or q.activation(l).latex,
         "ix": lambda letter: notation.index_name(letter),

@@ -8,7 +8,7 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from derive import network
+from derive import load as load_spec, network
 from derive.checks import check
 from derive.documents import build, builtin_examples
 from derive.engine import derive
@@ -240,3 +240,28 @@ def test_non_editable_install_in_a_fresh_venv_builds_documents(tmp_path):
                               "from derive.documents import builtin_examples; print(len(builtin_examples()))"],
                              capture_output=True, text=True, cwd=tmp_path)
     assert int(listing.stdout) == len(builtin_examples())
+
+
+def test_layers_option_writes_out_the_chosen_layers_and_one_sentence_per_gap(tmp_path):
+    spec = tmp_path / "deep.yaml"
+    spec.write_text("name: deep\ninput: n\nlayers:\n" + "  - {units: n, activation: tanh}\n" * 7
+                    + "  - {units: 1, activation: sigmoid}\nloss: binary_cross_entropy\n")
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "derive.cli", "build", str(spec), "-o", str(out),
+                           "--layers", "1,7-8"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    tex = (out / "deep.tex").read_text()
+    written = set(re.findall(r"\\subsection\{\$\\delta\^\{(\d+)\}\$(?: \(output layer\))?\}", tex))
+    assert written == {"8", "7", "1"}
+    assert r"\subsection{$\delta^{6}$ \ldots{} $\delta^{2}$}" in tex
+    assert tex.count("not written out in this document") == 2            # one gap, in both sections
+    assert all(rf"\frac{{\partial L}}{{\partial W^{{{l}}}}} &=" in tex for l in range(1, 9))   # summary: all
+    full = render_document(derive(load_spec(spec)), None, "en")
+    assert "not written out" not in full and len(full) > 2 * len(tex) - 10_000
+
+    for bad, words in (("0-2", "out of range"), ("3-2", "out of range"), ("x", "not a layer or a range"),
+                       ("9", "1 to 8")):
+        proc = subprocess.run([sys.executable, "-m", "derive.cli", "build", str(spec), "-o", str(tmp_path / "bad"),
+                               "--layers", bad], capture_output=True, text=True)
+        assert proc.returncode == 2 and words in proc.stderr and "Traceback" not in proc.stderr, (bad, proc.stderr)
+        assert not (tmp_path / "bad").exists()
