@@ -56,7 +56,7 @@ HADAMARD: "\\odot" | "\\circ" | "⊙" | "∘"
 PARTIAL: "\\partial"
 TRANSPOSE: /\^\{\s*(T|\\top|\\intercal|\\mathsf\{T\}|\\mathsf T|\\mathrm\{T\})\s*\}|\^(T|\\top|\\intercal)(?![A-Za-z])|\.T(?![A-Za-z0-9])/
 FUNCTION.3: /(\\sigma|\\operatorname\{(ReLU|relu|softmax)\}|\\text\{(ReLU|relu)\}|\\tanh|sigmoid|sigma|relu|tanh|g|f)('|\\prime|\^\{\\prime\})?(?=\s*(\\left)?\s*\()/
-SYMBOL.2: /(y_\{\\mathrm\{out\}\}|y_\{\\text\{out\}\}|y_\{out\}|y_out|\\hat\{y\}|\\hat y|\\mathbf\{[A-Za-z]\}|\\(delta|Delta|Theta|theta|lambda)|delta|Delta|Theta|theta|lambda|[A-Za-z])((\^\{\(?[0-9]+\)?\}|\^\([0-9]+\)|\^[0-9])(_\{[0-9a-z]+(,\s?[0-9a-z]+)?\}|_[0-9a-z])?|(_\{[0-9a-z]+(,\s?[0-9a-z]+)?\}|_[0-9a-z])(\^\{\(?[0-9]+\)?\}|\^\([0-9]+\)|\^[0-9])?|[0-9]+)?/
+SYMBOL.2: /(y_\{\\mathrm\{out\}\}|y_\{\\text\{out\}\}|y_\{out\}|y_out|\\hat\{y\}|\\hat y|\\mathbf\{[A-Za-z]\}|\\boldsymbol\{\\delta\}|\\(delta|Delta|Theta|theta|lambda)|delta|Delta|Theta|theta|lambda|[A-Za-z])((\^\{\(?[0-9]+\)?\}|\^\([0-9]+\)|\^[0-9])(_\{[0-9a-z]+(,\s?[0-9a-z]+)?\}|_[0-9a-z])?|(_\{[0-9a-z]+(,\s?[0-9a-z]+)?\}|_[0-9a-z])(\^\{\(?[0-9]+\)?\}|\^\([0-9]+\)|\^[0-9])?|[0-9]+)?/
 NUMBER: /[0-9]+(\.[0-9]+)?/
 %ignore /\s+/
 %ignore /\\left|\\right|\\[,;!]|\\bigl|\\bigr|\\Bigl|\\Bigr/
@@ -96,7 +96,7 @@ def _split_symbol(token: str) -> tuple[str, int | None, tuple[int, ...]]:
         token = token[:sub.start()] + token[sub.end():]
     m = re.fullmatch(r"(.*?)(\^\{\(?([0-9]+)\)?\}|\^\(([0-9]+)\)|\^([0-9])|([0-9]+))?", token)
     base, label = m.group(1), m.group(3) or m.group(4) or m.group(5) or m.group(6)
-    base = base.replace("\\hat{y}", "hat_y").replace("\\hat y", "hat_y")
+    base = base.replace("\\hat{y}", "hat_y").replace("\\hat y", "hat_y").replace("\\boldsymbol{\\delta}", "bold_delta")
     base = re.sub(r"\\mathbf\{([A-Za-z])\}", r"\1", base).lstrip("\\")
     return base, int(label) if label else None, indices
 

@@ -64,7 +64,8 @@ class Meaning:
         self.result, self.q = result, result.quantities
         spec = result.spec
         self.n = profile(spec.notation, spec.symbols)
-        plain = lambda s: re.sub(r"\\(mathbf|mathrm|mathit)\{([^}]*)\}", r"\2", s).lstrip("\\")
+        plain = lambda s: re.sub(r"\\(mathbf|mathrm|mathit)\{([^}]*)\}", r"\2",
+                                 s.replace("\\boldsymbol{\\delta}", "bold_delta")).lstrip("\\")
         table = {}
         for kind, names in (("W", (self.n.weights, self.n.weight, "W", "w")), ("b", (self.n.bias, "b")),
                             ("z", (self.n.pre,)), ("a", (self.n.act,)), ("delta", (self.n.delta, "delta")),
@@ -743,7 +744,7 @@ def term_latex(t: Term, meaning: Meaning) -> str:
     """LaTeX for a parsed term, printed by us from the tree: no text of the user reaches TeX."""
     n = meaning.n
     if t.op == "symbol":
-        name = {"hat_y": r"\hat{y}", "y_out": r"y_{\mathrm{out}}"}.get(t.name)
+        name = {"hat_y": r"\hat{y}", "y_out": r"y_{\mathrm{out}}", "bold_delta": r"\boldsymbol{\delta}"}.get(t.name)
         if name is None:
             name = ("\\" + t.name) if t.name in _GREEK else t.name if re.fullmatch(r"[A-Za-z]", t.name) \
                 else r"\mathrm{" + re.sub(r"[^A-Za-z]", "", t.name) + "}"
