@@ -86,7 +86,8 @@ class Meaning:
         self.table = table
 
     def symbols(self) -> str:
-        return ", ".join(sorted(k for k in self.table if k not in ("hat_y",)))
+        written = {"bold_delta": r"\boldsymbol{\delta}"}
+        return ", ".join(sorted(written.get(k, k) for k in self.table if k not in ("hat_y",)))
 
     def layer(self, kind: str, label: int | None) -> int:
         depth = self.q.depth
