@@ -118,7 +118,7 @@ def main():
     nested = nested_gradient_code(spec(), layout="row")
     fwd_macs, bwd_macs = multiply_adds(SIZES, BATCH)
     print(f"network {'-'.join(map(str, SIZES))}, ReLU hidden, softmax + cross-entropy, batch {BATCH}; "
-          f"median of {args.repeats} runs, every candidate timed in turn within each run\n"
+          f"median of {args.repeats} calls each, timed in blocks over 5 rounds\n"
           f"multiply-adds in matrix products: forward {fwd_macs / 1e6:.1f} M, backward {bwd_macs / 1e6:.1f} M: "
           f"forward + backward = {(fwd_macs + bwd_macs) / fwd_macs:.2f} x forward, backward alone "
           f"{bwd_macs / fwd_macs:.2f} x\n")

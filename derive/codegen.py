@@ -224,13 +224,14 @@ def _gradient_statement(target: str, name: str, expr, P) -> str:
     return code
 
 
-WRITES_INTO = ("sigmoid", "tanh", "relu", "softplus", "leaky_relu")   # helpers that take out=
+WRITES_INTO = ("sigmoid", "tanh", "relu", "softplus")   # helpers that take out= (and every leaky_relu*)
 
 
 def _in_place(target: str, rhs, P) -> str:
     """Z = A @ W + b and Delta = (G @ W.T) * f'(Z) as a product written into the workspace,
     then updated in place; a = f(z) written into the workspace: the same equation with no fresh
-    array per statement (fresh arrays over 128 KB page-fault on every call)."""
+    array per statement (a fresh array over 128 KB may page-fault on every call, depending on
+    the allocator's state)."""
     parts = None
     if isinstance(rhs, sp.MatAdd) and len(rhs.args) == 2:
         prod = [a for a in rhs.args if isinstance(a, sp.MatMul) and not any(x.is_number for x in a.args)]
