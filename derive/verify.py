@@ -23,6 +23,9 @@ TRIALS = 3
 RTOL, ATOL = 1e-6, 1e-9
 MAX_TERMS = 2_000          # nodes in a claim: beyond this it is refused
 MAX_DIAGNOSE_TERMS = 300   # the mutation search tries O(nodes) changes, each O(nodes)
+MAX_PAIR_TERMS = 60        # two slips at once are looked for in claims up to this size,
+MAX_PAIR_TRIALS = 5000     # with at most this many pairs tried
+MAX_PAIR_SECONDS = 2.0     # and for at most this long
 MAX_SUM = 10_000           # the largest range a sum may run over
 
 
@@ -418,7 +421,7 @@ def judge(result, truth: Term, claim: Term, anchor: Term | None = None) -> Verdi
         if not _close(claimed, expected):
             return Verdict("incorrect", None, _counterexample(inst, expected, claimed),
                            _diagnose(meaning, instances, truth, claim, anchor) or
-                           "no single common slip explains the difference")
+                           "no common slip, alone or two at once, explains the difference")
     return Verdict("correct", diagnosis=f"agrees at {len(instances)} random instances")
 
 
@@ -535,21 +538,41 @@ def _diagnose(meaning, instances, truth, claim, anchor=None) -> str:
 
 
 def _find_fix(meaning, instances, truth, claim, anchor=None) -> tuple[str, Term | None]:
-    if sum(1 for _ in _subterms(claim)) > MAX_DIAGNOSE_TERMS:
+    """The single change of the claim that makes it right; failing that, two changes at once
+    (within a budget). Returns (diagnosis, the changed claim) or ("", None)."""
+    size = sum(1 for _ in _subterms(claim))
+    if size > MAX_DIAGNOSE_TERMS:
         return "", None
     try:
         letters = [_letters(meaning, anchor or truth, inst) for inst in instances[:2]]
         expected = [_evaluate(truth, meaning, inst, ls) for inst, ls in zip(instances[:2], letters)]
     except (ShapeError, DeriveError):
         return "", None
+
+    def fixes(changed) -> bool:
+        try:
+            return all(_close(_evaluate(changed, meaning, inst, ls), e)
+                       for inst, ls, e in zip(instances[:2], letters, expected))
+        except (ShapeError, DeriveError, ValueError, FloatingPointError, KeyError):
+            return False
+
     with np.errstate(all="ignore"):
-        for changed, text in _mutations(claim, meaning):
-            try:
-                if all(_close(_evaluate(changed, meaning, inst, ls), e)
-                       for inst, ls, e in zip(instances[:2], letters, expected)):
-                    return text, changed
-            except (ShapeError, DeriveError, ValueError, FloatingPointError, KeyError):
-                continue
+        singles = list(_mutations(claim, meaning))
+        for changed, text in singles:
+            if fixes(changed):
+                return text, changed
+        if size > MAX_PAIR_TERMS:
+            return "", None
+        import time
+
+        deadline, trials = time.monotonic() + MAX_PAIR_SECONDS, 0
+        for first, first_text in singles:
+            for changed, text in _mutations(first, meaning):
+                trials += 1
+                if trials > MAX_PAIR_TRIALS or time.monotonic() > deadline:
+                    return "", None
+                if fixes(changed):
+                    return f"two slips at once: (1) {first_text}; (2) {text}", changed
     return "", None
 
 
