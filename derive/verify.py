@@ -395,11 +395,17 @@ def _letters(meaning: Meaning, truth: Term, inst):
     return (atom.kind, tuple(written) if len(written) == 1 else (n.index_name("j"),), (value.size,))
 
 
-def judge(result, truth: Term, claim: Term, anchor: Term | None = None) -> Verdict:
-    """anchor: the term whose index letters free indices refer to (a derivation's first left side)."""
+def judge(result, truth: Term, claim: Term, anchor: Term | None = None, diagnose: bool = True) -> Verdict:
+    """anchor: the term whose index letters free indices refer to (a derivation's first left side).
+    diagnose=False skips the search for the slip (a derivation needs it for one line only)."""
     meaning = Meaning(result)
     batch = meaning.uses_batch(claim) or meaning.uses_batch(truth)
     instances = _instances(result, batch)
+
+    def wrong(verdict: str, counterexample, fallback: str) -> Verdict:
+        text, fix = _find_fix(meaning, instances, truth, claim, anchor) if diagnose else ("", None)
+        return Verdict(verdict, None, counterexample, text or fallback, fix=fix)
+
     for inst in instances:
         letters = _letters(meaning, anchor or truth, inst)
         try:
@@ -409,19 +415,15 @@ def judge(result, truth: Term, claim: Term, anchor: Term | None = None) -> Verdi
         try:
             claimed = _evaluate(claim, meaning, inst, letters)
         except ShapeError as exc:
-            return Verdict("shape_mismatch", None, {"sizes": list(inst.sizes), "problem": str(exc)},
-                           _diagnose(meaning, instances, truth, claim, anchor) or str(exc))
+            return wrong("shape_mismatch", {"sizes": list(inst.sizes), "problem": str(exc)}, str(exc))
         if np.shape(claimed) != np.shape(expected) and np.size(claimed) != np.size(expected) or (
                 np.ndim(claimed) and np.ndim(expected) and np.shape(claimed) != np.shape(expected)):
-            return Verdict("shape_mismatch", None,
-                           {"sizes": list(inst.sizes), "expected_shape": list(np.shape(expected)),
-                            "claimed_shape": list(np.shape(claimed))},
-                           _diagnose(meaning, instances, truth, claim, anchor) or
-                           f"the claim is {_shape(claimed)} but the gradient is {_shape(expected)}")
+            return wrong("shape_mismatch", {"sizes": list(inst.sizes), "expected_shape": list(np.shape(expected)),
+                                            "claimed_shape": list(np.shape(claimed))},
+                         f"the claim is {_shape(claimed)} but the gradient is {_shape(expected)}")
         if not _close(claimed, expected):
-            return Verdict("incorrect", None, _counterexample(inst, expected, claimed),
-                           _diagnose(meaning, instances, truth, claim, anchor) or
-                           "no common slip, alone or two at once, explains the difference")
+            return wrong("incorrect", _counterexample(inst, expected, claimed),
+                         "no common slip, alone or two at once, explains the difference")
     return Verdict("correct", diagnosis=f"agrees at {len(instances)} random instances")
 
 
@@ -531,10 +533,6 @@ def _at(t, path):
     for i in path:
         t = t.args[i]
     return t
-
-
-def _diagnose(meaning, instances, truth, claim, anchor=None) -> str:
-    return _find_fix(meaning, instances, truth, claim, anchor)[0]
 
 
 def _find_fix(meaning, instances, truth, claim, anchor=None) -> tuple[str, Term | None]:
@@ -735,8 +733,8 @@ def verify_derivation(result, text: str, param: str | None = None) -> Verdict:
     verdict = None
     for number, term in terms[1:]:
         try:
-            judged = judge(result, previous, term, anchor=first)
-            truth = judge(result, first, term, anchor=first)
+            judged = judge(result, previous, term, anchor=first, diagnose=wrong is None)
+            truth = judge(result, first, term, anchor=first, diagnose=False)
         except DeriveError as exc:
             return Verdict("unparseable", number, None, f"line {number}: {exc}", lines, terms=terms)
         lines.append({"line": number, "follows_from_previous": judged.verdict == "correct",
@@ -748,15 +746,13 @@ def verify_derivation(result, text: str, param: str | None = None) -> Verdict:
         return Verdict("correct", None, None, f"every one of the {len(terms) - 1} equalities holds", lines,
                        terms=terms)
     index = [n for n, _ in terms].index(wrong)
-    _, fix = _find_fix(meaning, _instances(result, meaning.uses_batch(terms[index][1])), terms[index - 1][1],
-                       terms[index][1], first)
     later = [l["line"] for l in lines if l["line"] > wrong and l["follows_from_previous"]]
     again = [l["line"] for l in lines if l["line"] > wrong and l["correct"]]
     note = (f"; later lines that follow correctly from the one before: {later}" if later else "") + \
            (f"; later lines that are correct again: {again}" if again else "")
     sides = {"left": render(terms[index - 1][1]), "right": render(terms[index][1])}
     return Verdict(verdict.verdict, wrong, verdict.counterexample, f"line {wrong}: {verdict.diagnosis}{note}",
-                   lines=lines, fix=fix, terms=terms, sides=sides)
+                   lines=lines, fix=verdict.fix, terms=terms, sides=sides)
 
 
 # --------------------------------------------------------------------------- feedback document

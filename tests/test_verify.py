@@ -183,3 +183,14 @@ def test_work_on_user_input_is_bounded(claim):
     verdict = verify_claim(result_for("seed004_mlp_column"), "W2", claim)
     assert time.perf_counter() - start < 5
     assert verdict.verdict in ("unparseable", "incorrect", "shape_mismatch")
+
+
+def test_only_the_first_wrong_line_is_diagnosed_so_long_wrong_derivations_stay_fast():
+    result = result_for("seed004_mlp_column")
+    lines = [r"\frac{\partial L}{\partial W^{1}} &= ((W^{2})^T \delta^{2} \odot \sigma'(z^{1})) x^T \\"]
+    lines += [rf"&= {k} ((W^{{2}})^T \delta^{{2}} \odot a^{{1}} \odot a^{{1}}) x^T x x^T + {k} a^{{1}} x^T \\" for k in range(3, 15)]
+    start = time.perf_counter()
+    verdict = verify_derivation(result, "\n".join(lines))
+    assert time.perf_counter() - start < 6
+    assert verdict.verdict == "incorrect" and verdict.first_wrong_line == 2
+    assert not any(line["follows_from_previous"] or line["correct"] for line in verdict.lines[1:])
