@@ -26,6 +26,7 @@ GRAMMAR = r"""
     | term MUL signed                 -> mul
     | term "@" signed                 -> mul
     | term HADAMARD signed            -> hadamard
+    | term OSLASH signed              -> divide
     | term postfix                    -> mul
 ?signed: postfix
     | "-" signed                      -> neg
@@ -37,6 +38,7 @@ GRAMMAR = r"""
     | "\\frac" "{" sum "}" "{" sum "}"                      -> frac
     | "\\frac" "{" PARTIAL SYMBOL "}" "{" PARTIAL SYMBOL "}" -> partial
     | FUNCTION "(" sum ")"            -> apply
+    | DIAG "(" sum ")"                -> diag
     | ELEMENTARY "(" sum ")"          -> elementary
     | EXP_OPEN sum "}"                -> exp
     | BMATRIX_BEGIN rows BMATRIX_END  -> matrix
@@ -53,10 +55,12 @@ BMATRIX_END: /\\end\{[bp]matrix\}/
 MUL: "\\cdot" | "\\times" | "*"
 SUM.3: /\\sum(_\{\s*[a-z]\s*(=\s*1\s*)?\}|_[a-z])(\^\{[A-Za-z0-9_{}]+\}|\^[A-Za-z0-9])?/
 HADAMARD: "\\odot" | "\\circ" | "⊙" | "∘"
+OSLASH: "\\oslash" | "⊘"
+DIAG.3: /\\operatorname\{diag\}|\\mathrm\{diag\}|diag(?=\s*(\\left)?\s*\()/
 PARTIAL: "\\partial"
 TRANSPOSE: /\^\{\s*(T|\\top|\\intercal|\\mathsf\{T\}|\\mathsf T|\\mathrm\{T\})\s*\}|\^(T|\\top|\\intercal)(?![A-Za-z])|\.T(?![A-Za-z0-9])/
-FUNCTION.3: /(\\sigma|\\operatorname\{(ReLU|relu|softmax)\}|\\text\{(ReLU|relu)\}|\\tanh|sigmoid|sigma|relu|tanh|g|f)('|\\prime|\^\{\\prime\})?(?=\s*(\\left)?\s*\()/
-SYMBOL.2: /(y_\{\\mathrm\{out\}\}|y_\{\\text\{out\}\}|y_\{out\}|y_out|\\hat\{y\}|\\hat y|\\mathbf\{[A-Za-z]\}|\\boldsymbol\{\\delta\}|\\(delta|Delta|Theta|theta|lambda)|delta|Delta|Theta|theta|lambda|[A-Za-z])((\^\{\(?[0-9]+\)?\}|\^\([0-9]+\)|\^[0-9])(_\{[0-9a-z]+(,\s?[0-9a-z]+)?\}|_[0-9a-z])?|(_\{[0-9a-z]+(,\s?[0-9a-z]+)?\}|_[0-9a-z])(\^\{\(?[0-9]+\)?\}|\^\([0-9]+\)|\^[0-9])?|[0-9]+)?/
+FUNCTION.3: /(\\sigma|\\operatorname\{(ReLU|relu|softmax|softplus|LReLU|id)\}|\\text\{(ReLU|relu)\}|\\tanh|sigmoid|sigma|softplus|relu|tanh|g|f)('|\\prime|\^\{\\prime\})?(?=\s*(\\left)?\s*\()/
+SYMBOL.2: /(y_\{\\mathrm\{out\}\}|y_\{\\text\{out\}\}|y_\{out\}|y_out|\\hat\{y\}|\\hat y|\\mathbf\{[A-Za-z1]\}|[A-Z]_\{\\mathrm\{data\}\}|\\mathit\{[A-Za-z]{1,12}\}|\\boldsymbol\{\\delta\}|\\(delta|Delta|Theta|theta|lambda)|delta|Delta|Theta|theta|lambda|[A-Za-z])((\^\{\(?[0-9]+\)?\}|\^\([0-9]+\)|\^[0-9])(_\{[0-9a-z]+(,\s?[0-9a-z]+)?\}|_[0-9a-z])?|(_\{[0-9a-z]+(,\s?[0-9a-z]+)?\}|_[0-9a-z])(\^\{\(?[0-9]+\)?\}|\^\([0-9]+\)|\^[0-9])?|[0-9]+)?/
 NUMBER: /[0-9]+(\.[0-9]+)?/
 %ignore /\s+/
 %ignore /\\left|\\right|\\[,;!]|\\bigl|\\bigr|\\Bigl|\\Bigr/
@@ -83,6 +87,8 @@ def _split_symbol(token: str) -> tuple[str, int | None, tuple[int, ...]]:
     token = token.strip()
     if token.startswith("y_") and "out" in token:
         return "y_out", None, ()
+    if token.endswith(r"_{\mathrm{data}}"):                # the loss without its L2 term
+        return token[0] + "_data", None, ()
     sub = re.search(r"_\{([0-9a-z]+)(?:,\s?([0-9a-z]+))?\}|_([0-9a-z])", token)
     indices: tuple = ()
     as_index = lambda text: int(text) if text.isdigit() else text
@@ -97,7 +103,8 @@ def _split_symbol(token: str) -> tuple[str, int | None, tuple[int, ...]]:
     m = re.fullmatch(r"(.*?)(\^\{\(?([0-9]+)\)?\}|\^\(([0-9]+)\)|\^([0-9])|([0-9]+))?", token)
     base, label = m.group(1), m.group(3) or m.group(4) or m.group(5) or m.group(6)
     base = base.replace("\\hat{y}", "hat_y").replace("\\hat y", "hat_y").replace("\\boldsymbol{\\delta}", "bold_delta")
-    base = re.sub(r"\\mathbf\{([A-Za-z])\}", r"\1", base).lstrip("\\")
+    base = base.replace("\\mathbf{1}", "ones")      # the vector of ones: sums over the samples
+    base = re.sub(r"\\(mathbf|mathit)\{([A-Za-z]+)\}", r"\2", base).lstrip("\\")
     return base, int(label) if label else None, indices
 
 
@@ -124,7 +131,8 @@ class _Build(Transformer):
         prime = text.endswith(("'", "\\prime", "^{\\prime}"))
         name = re.sub(r"'|\\prime|\^\{\\prime\}", "", text)
         name = re.sub(r"\\operatorname\{|\\text\{|\}|\\", "", name).lower()
-        return Term("apply", (arg,), name={"sigma": "sigmoid"}.get(name, name), prime=prime)
+        return Term("apply", (arg,), name={"sigma": "sigmoid", "lrelu": "leaky_relu", "id": "identity"}.get(name, name),
+                    prime=prime)
 
     def sum(self, token, body):
         m = re.match(r"\\sum_\{?\s*([a-z])\s*(?:=\s*1\s*)?\}?(?:\^\{?([A-Za-z0-9_{}]+?)\}?)?$", str(token))
@@ -166,6 +174,12 @@ class _Build(Transformer):
 
     def hadamard(self, a, _op, b):
         return Term("hadamard", (a, b))
+
+    def divide(self, a, _op, b):
+        return Term("divide", (a, b))
+
+    def diag(self, _token, arg):
+        return Term("diag", (arg,))
 
     def neg(self, a):
         return Term("neg", (a,))
@@ -237,5 +251,7 @@ def render(t: Term) -> str:
         return f"-({render(t.args[0])})"
     if t.op == "recip":
         return f"1/({render(t.args[0])})"
-    sym = {"add": " + ", "sub": " - ", "mul": " ", "hadamard": " ⊙ "}[t.op]
+    if t.op == "diag":
+        return f"diag({render(t.args[0])})"
+    sym = {"add": " + ", "sub": " - ", "mul": " ", "hadamard": " ⊙ ", "divide": " ⊘ "}[t.op]
     return "(" + sym.join(render(a) for a in t.args) + ")"

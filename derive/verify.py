@@ -20,6 +20,7 @@ from .notation import profile
 from .oracle import make_instance
 
 TRIALS = 3
+MAX_SEEDS = 40             # instances tried in search of ones where the truth is not zero
 RTOL, ATOL = 1e-6, 1e-9
 MAX_TERMS = 2_000          # nodes in a claim: beyond this it is refused
 MAX_DIAGNOSE_TERMS = 300   # the mutation search tries O(nodes) changes, each O(nodes)
@@ -88,6 +89,10 @@ class Meaning:
         self.l2 = spec.loss.l2 if isinstance(spec.loss.l2, str) else None
         self.table = table
 
+    def is_l2(self, name: str) -> bool:
+        """The spec's name for a symbolic L2 strength, or \\lambda, which the documents print for it."""
+        return self.l2 is not None and name in (self.l2, "lambda")
+
     def symbols(self) -> str:
         written = {"bold_delta": r"\boldsymbol{\delta}"}
         return ", ".join(sorted(written.get(k, k) for k in self.table if k not in ("hat_y",)))
@@ -110,10 +115,10 @@ class Meaning:
         """A symbol -> (MatrixSymbol, is_batch)."""
         kind = self.table.get(t.name)
         if kind is None:
-            if t.name == "m" or t.name == self.l2:
+            if t.name == "m" or self.is_l2(t.name):
                 return None, True
             raise DeriveError(f"claim: unknown symbol {t.name!r}; in the {self.n.name} notation the symbols are "
-                              f"{self.symbols()} (with layer labels), m, and \\hat y")
+                              f"{self.symbols()} (with layer labels), m, \\mathbf{{1}} and \\hat y")
         batch = kind.startswith("batch_")
         kind = kind.removeprefix("batch_")
         if kind == "input":
@@ -129,7 +134,7 @@ class Meaning:
     def uses_batch(self, t: Term) -> bool:
         if t.op == "symbol":
             kind = self.table.get(t.name, "")
-            return kind.startswith("batch_") or kind == "acc" or t.name == "m"
+            return kind.startswith("batch_") or kind == "acc" or t.name in ("m", "ones")
         return any(self.uses_batch(a) for a in t.args)
 
 
@@ -148,19 +153,24 @@ def _value(t: Term, meaning: Meaning, ev: Evaluator, samples: int, env: dict | N
     if t.op == "symbol":
         if t.name == "m":
             return float(samples)
-        if t.name == meaning.l2:
+        if t.name == "ones":          # sized by its neighbour: see _Ones
+            return _Ones()
+        if meaning.is_l2(t.name):
             import sympy as sp
 
-            return float(ev.inst.constants[sp.Symbol(t.name)])
+            return float(ev.inst.constants[sp.Symbol(meaning.l2)])
         sym, _ = meaning.matrix(t)
         return _entry(np.asarray(ev(sym), dtype=float), _bind(t, env), meaning, sym)
     if t.op == "partial":
         from .algebra import MatPartial
 
         num, den = t.args
-        if meaning.table.get(num.name) != "L":
+        data = num.name.endswith("_data")
+        if meaning.table.get(num.name.removesuffix("_data")) != "L":
             raise DeriveError(f"claim: only derivatives of the loss are understood, not of {num.name!r}")
-        sym, _ = meaning.matrix(den)
+        if data and meaning.table.get(den.name) in ("W", "b"):
+            raise DeriveError(f"claim: write the derivative of the whole loss by {den.name}, not of its data part")
+        sym, _ = meaning.matrix(den)        # by a, z or delta the data part's derivative is the loss's
         return _entry(np.asarray(ev(MatPartial(q.loss, sym)), dtype=float), _bind(den, env), meaning, sym)
     if t.op == "elementary":
         arg = np.asarray(_value(t.args[0], meaning, ev, samples, env), dtype=float)
@@ -183,24 +193,53 @@ def _value(t: Term, meaning: Meaning, ev: Evaluator, samples: int, env: dict | N
         x = np.asarray(arg, dtype=float)
         return fn(x.T).T if q.layout == "row" else fn(x)
     vals = [_value(a, meaning, ev, samples, env) for a in t.args]
+    ones = [v for v in vals if isinstance(v, _Ones)]
+    if ones and t.op in ("transpose", "neg", "mul"):
+        if t.op == "transpose":
+            return vals[0]
+        if t.op == "neg":
+            return _Ones(-vals[0].scale)
+        a, b = vals                   # c 1, 1^T A (sums the rows of A), A 1 (sums its columns)
+        if len(ones) == 1 and np.ndim(a if ones[0] is b else b) == 0:
+            return _Ones(ones[0].scale * float(a if ones[0] is b else b))
+        if isinstance(a, _Ones) and not isinstance(b, _Ones) and np.ndim(b) == 2:
+            return a.scale * (np.ones((1, b.shape[0])) @ b)
+        if isinstance(b, _Ones) and not isinstance(a, _Ones) and np.ndim(a) == 2:
+            return b.scale * (a @ np.ones((a.shape[1], 1)))
+        raise ShapeError(f"{render(t)}: a vector of ones needs a matrix beside it to know its length")
+    vals = [v.scale if isinstance(v, _Ones) else v for v in vals]       # 1 - a: entry by entry
+    if t.op == "transpose":
+        return np.asarray(vals[0]).T
     if t.op == "neg":
         return -vals[0]
     if t.op == "recip":
         return 1.0 / vals[0]
-    if t.op == "transpose":
-        return np.asarray(vals[0]).T
+    if t.op == "diag":
+        v = np.asarray(vals[0], dtype=float)
+        if np.ndim(v) != 2 or 1 not in v.shape:
+            raise ShapeError(f"{render(t)}: diag takes a vector")
+        return np.diag(v.ravel())
     a, b = vals
     if t.op in ("add", "sub"):
         _same_shape(a, b, "+" if t.op == "add" else "-", t)
         return a + b if t.op == "add" else a - b
-    if t.op == "hadamard":
-        _same_shape(a, b, "⊙", t)
-        return a * b
+    if t.op in ("hadamard", "divide"):
+        _same_shape(a, b, "⊙" if t.op == "hadamard" else "⊘", t)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return a * b if t.op == "hadamard" else np.asarray(a, dtype=float) / b
     if np.ndim(a) == 0 or np.ndim(b) == 0:
         return a * b
     if a.shape[1] != b.shape[0]:
         raise ShapeError(f"{render(t)}: a {a.shape[0]}x{a.shape[1]} matrix times a {b.shape[0]}x{b.shape[1]} one")
     return a @ b
+
+
+@dataclass(frozen=True)
+class _Ones:
+    """scale · \\mathbf{1}: a vector of ones whose length comes from the matrix it multiplies;
+    beside + - ⊙ it is the number `scale` entry by entry, as documents write 1 - a."""
+    scale: float = 1.0
+
 
 
 def _bind(t: Term, env: dict) -> Term:
@@ -295,11 +334,16 @@ def _same_shape(a, b, op, t):
 def _activation(t: Term, meaning: Meaning):
     from . import rules
 
-    if t.name in ("sigmoid", "relu", "tanh", "softmax") and t.name != "softmax":
-        return rules.activation(t.name)
     arg = t.args[0]
-    if arg.op == "symbol" and meaning.table.get(arg.name) in ("z", "batch_z"):
-        return meaning.q.activation(meaning.layer("z", arg.label))
+    layer = meaning.layer("z", arg.label) if arg.op == "symbol" and meaning.table.get(arg.name) in ("z", "batch_z") \
+        else None
+    if t.name in ("sigmoid", "relu", "tanh", "softplus", "identity"):
+        return rules.activation(t.name)
+    if t.name == "leaky_relu":        # with the layer's slope when the layer is a leaky ReLU
+        own = meaning.q.activation(layer) if layer is not None else None
+        return own if own is not None and own.name == "leaky_relu" else rules.activation("leaky_relu")
+    if layer is not None:             # f, g, softmax: the layer's own activation
+        return meaning.q.activation(layer)
     raise DeriveError(f"claim: cannot tell which layer's activation {t.name}(...) means; write it of z, "
                       f"e.g. {t.name}'(z^{{2}})")
 
@@ -330,12 +374,32 @@ def target(result, param: str) -> Term:
                             Term("symbol", name=name, label=layer, indices=indices)))
 
 
-def _instances(result, batch: bool):
+def _instances(result, batch: bool, seeds=range(TRIALS)):
     out = []
-    for seed in range(TRIALS):
+    for seed in seeds:
         inst = make_instance(result.quantities, seed=seed)
         out.append(inst if batch or inst.samples == 1 else inst.sample_view(0))
     return out
+
+
+def _telling_instances(result, batch: bool, truth: Term, meaning, anchor) -> list:
+    """TRIALS instances at which the true value is not all zeros, where there are such among the
+    first MAX_SEEDS: a ReLU unit that is off at every instance tried would pass any claim."""
+    chosen = _instances(result, batch)
+    try:
+        zero = [not np.any(_evaluate(truth, meaning, inst, _letters(meaning, anchor or truth, inst)))
+                for inst in chosen]
+    except (ShapeError, DeriveError, ValueError, KeyError):
+        return chosen
+    if not any(zero):
+        return chosen
+    telling = [inst for inst, z in zip(chosen, zero) if not z]
+    for inst in _instances(result, batch, range(TRIALS, MAX_SEEDS)):
+        if len(telling) == TRIALS:
+            break
+        if np.any(_evaluate(truth, meaning, inst, _letters(meaning, anchor or truth, inst))):
+            telling.append(inst)
+    return telling + [inst for inst, z in zip(chosen, zero) if z][:TRIALS - len(telling)]
 
 
 def _close(a, b) -> bool:
@@ -352,7 +416,10 @@ def _evaluate(t: Term, meaning, inst, letters: tuple = ()):
     ev = Evaluator(inst)
     free = free_letters(t)
     if not free:
-        return _value(t, meaning, ev, inst.samples)
+        value = _value(t, meaning, ev, inst.samples)
+        if isinstance(value, _Ones):
+            raise ShapeError(f"{render(t)}: a vector of ones alone has no length")
+        return value
     stray = [f for f in free if not letters or f not in letters[1]]
     if stray:
         raise DeriveError(f"claim: free index {stray[0]!r} is not summed over; the parameter's entries are written "
@@ -400,7 +467,7 @@ def judge(result, truth: Term, claim: Term, anchor: Term | None = None, diagnose
     diagnose=False skips the search for the slip (a derivation needs it for one line only)."""
     meaning = Meaning(result)
     batch = meaning.uses_batch(claim) or meaning.uses_batch(truth)
-    instances = _instances(result, batch)
+    instances = _telling_instances(result, batch, truth, meaning, anchor)
 
     def wrong(verdict: str, counterexample, fallback: str) -> Verdict:
         text, fix = _find_fix(meaning, instances, truth, claim, anchor) if diagnose else ("", None)
@@ -585,10 +652,12 @@ def to_sympy(t: Term, meaning: Meaning):
     from .algebra import Elementwise, MatPartial, prime
 
     if t.op == "symbol":
-        if t.indices or t.name == meaning.l2:
-            return sp.Symbol(t.name) if t.name == meaning.l2 else None
+        if t.indices or meaning.is_l2(t.name):
+            return sp.Symbol(meaning.l2) if meaning.is_l2(t.name) else None
         if t.name == "m":
             return meaning.q.samples
+        if t.name == "ones":
+            return sp.OneMatrix(meaning.q.samples, 1)
         sym, _ = meaning.matrix(t)
         return sym
     if t.op == "number":
@@ -610,6 +679,8 @@ def to_sympy(t: Term, meaning: Meaning):
     args = [to_sympy(a, meaning) for a in t.args]
     if any(a is None for a in args):
         return None
+    if t.op in ("diag", "divide"):
+        return None               # compared numerically only
     try:
         if t.op == "transpose":
             return Transpose(args[0]).doit() if not getattr(args[0], "is_Matrix", False) else Transpose(args[0])
@@ -764,7 +835,8 @@ def term_latex(t: Term, meaning: Meaning) -> str:
     """LaTeX for a parsed term, printed by us from the tree: no text of the user reaches TeX."""
     n = meaning.n
     if t.op == "symbol":
-        name = {"hat_y": r"\hat{y}", "y_out": r"y_{\mathrm{out}}", "bold_delta": r"\boldsymbol{\delta}"}.get(t.name)
+        name = {"hat_y": r"\hat{y}", "y_out": r"y_{\mathrm{out}}", "bold_delta": r"\boldsymbol{\delta}",
+                "ones": r"\mathbf{1}"}.get(t.name)
         if name is None:
             name = ("\\" + t.name) if t.name in _GREEK else t.name if re.fullmatch(r"[A-Za-z]", t.name) \
                 else r"\mathrm{" + re.sub(r"[^A-Za-z]", "", t.name) + "}"
@@ -788,7 +860,9 @@ def term_latex(t: Term, meaning: Meaning) -> str:
     if t.op == "partial":
         return r"\frac{\partial %s}{\partial %s}" % (term_latex(t.args[0], meaning), term_latex(t.args[1], meaning))
     if t.op == "apply":
-        fn = {"sigmoid": r"\sigma", "tanh": r"\tanh", "relu": r"\operatorname{ReLU}", "g": "g", "f": "f"}.get(t.name, "f")
+        fn = {"sigmoid": r"\sigma", "tanh": r"\tanh", "relu": r"\operatorname{ReLU}", "g": "g", "f": "f",
+              "softplus": r"\operatorname{softplus}", "leaky_relu": r"\operatorname{LReLU}",
+              "identity": r"\operatorname{id}", "softmax": r"\operatorname{softmax}"}.get(t.name, "f")
         return f"{fn}{chr(39) if t.prime else ''}({term_latex(t.args[0], meaning)})"
     if t.op == "transpose":
         inner = term_latex(t.args[0], meaning)
@@ -798,9 +872,11 @@ def term_latex(t: Term, meaning: Meaning) -> str:
         return "-" + _wrapped(t.args[0], meaning)
     if t.op == "recip":
         return r"\frac{1}{%s}" % term_latex(t.args[0], meaning)
+    if t.op == "diag":
+        return r"\operatorname{diag}\left(%s\right)" % term_latex(t.args[0], meaning)
     if t.op == "mul" and t.args[1].op == "recip":
         return r"\frac{%s}{%s}" % (term_latex(t.args[0], meaning), term_latex(t.args[1].args[0], meaning))
-    joiner = {"add": " + ", "sub": " - ", "mul": " ", "hadamard": r" \odot "}[t.op]
+    joiner = {"add": " + ", "sub": " - ", "mul": " ", "hadamard": r" \odot ", "divide": r" \oslash "}[t.op]
     parts = []
     for a in t.args:           # a chain of one associative operator needs no inner parentheses
         same = a.op == t.op and t.op in ("add", "hadamard", "mul")
@@ -810,7 +886,7 @@ def term_latex(t: Term, meaning: Meaning) -> str:
 
 def _wrapped(t: Term, meaning) -> str:
     text = term_latex(t, meaning)
-    return f"\\left({text}\\right)" if t.op in ("add", "sub", "hadamard") else text
+    return f"\\left({text}\\right)" if t.op in ("add", "sub", "hadamard", "divide") else text
 
 
 def feedback_document(result, verdict: Verdict, param: str | None, lang: str = "en") -> str:

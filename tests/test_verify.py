@@ -7,10 +7,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
 
 from derive import load
 from derive.engine import derive
+from derive.notation import profile
+from derive.printing import DerivePrinter
 from derive.verify import verify_claim, verify_derivation
+from test_property import networks
 
 HERE = Path(__file__).parent
 EXAMPLES = HERE.parent / "examples"
@@ -194,3 +198,34 @@ def test_only_the_first_wrong_line_is_diagnosed_so_long_wrong_derivations_stay_f
     assert time.perf_counter() - start < 6
     assert verdict.verdict == "incorrect" and verdict.first_wrong_line == 2
     assert not any(line["follows_from_previous"] or line["correct"] for line in verdict.lines[1:])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+@given(networks())
+def test_every_gradient_derive_prints_is_judged_correct_and_its_negation_a_sign_error(spec):
+    """The printer and the claim grammar agree: a formula copied from a derive document verifies."""
+    result = derive(spec)
+    printer = DerivePrinter(result.quantities, profile(spec.notation, spec.symbols))
+    for name in result.parameters:
+        if spec.notation == "ng" and name.startswith("b"):
+            continue                                   # Ng's bias is column 0 of Theta: verified with it
+        tex = printer.doprint(result.gradient(name))
+        verdict = verify_claim(result, name, tex)
+        assert verdict.verdict == "correct", (name, tex, verdict.diagnosis)
+        negated = verify_claim(result, name, f"-\\left({tex}\\right)")
+        assert negated.verdict == "incorrect" and negated.diagnosis.startswith("sign error"), (name, tex, negated)
+    deltas = {d.layer: d for d in result.derivations if d.topic == "delta" and d.level == "matrix"}
+    for layer, derivation in (deltas.items() if spec.samples == 1 else ()):
+        tex = printer.doprint(derivation.result.rhs)
+        verdict = verify_claim(result, f"delta{layer}", tex)
+        assert verdict.verdict == "correct", (layer, tex, verdict.diagnosis)
+
+
+def test_instances_where_the_gradient_vanishes_are_not_enough_to_pass_a_claim():
+    """A one-unit ReLU is off at the first random instances; a wrong sign must still be caught."""
+    from derive import network
+
+    result = derive(network("r", 1, [(1, "relu")], loss="generic"))
+    right = verify_claim(result, "W1", r"\frac{\partial L}{\partial a^{1}} \odot \operatorname{ReLU}'(z^{1}) x^{T}")
+    wrong = verify_claim(result, "W1", r"-\frac{\partial L}{\partial a^{1}} \odot \operatorname{ReLU}'(z^{1}) x^{T}")
+    assert right.verdict == "correct" and wrong.verdict == "incorrect" and "sign" in wrong.diagnosis
