@@ -251,6 +251,10 @@ def render(t: Term) -> str:
         return f"-({render(t.args[0])})"
     if t.op == "recip":
         return f"1/({render(t.args[0])})"
+    if t.op == "mul" and t.args[1].op == "recip":     # \frac{a}{b}
+        den = t.args[1].args[0]
+        den_text = render(den) if den.op in ("symbol", "number") else f"({render(den)})"
+        return f"({render(t.args[0])}/{den_text})"
     if t.op == "diag":
         return f"diag({render(t.args[0])})"
     sym = {"add": " + ", "sub": " - ", "mul": " ", "hadamard": " ⊙ ", "divide": " ⊘ "}[t.op]

@@ -540,6 +540,12 @@ def _mutations(t: Term, meaning: Meaning):
             yield Term("add", (t, Term("mul", (lam, w)))), f"the L2 term is missing: + λ {render(w)}"
     subs = list(_subterms(t))
     for path, s in subs:
+        if s.op in ("add", "sub"):            # e.g. an L2 term added to a bias gradient
+            kept, dropped = s.args[0], s.args[1]
+            yield _replace_at(t, path, kept), f"an extra term: {render(dropped)} does not belong in {render(s)}"
+            if s.op == "add":
+                yield _replace_at(t, path, dropped), f"an extra term: {render(kept)} does not belong in {render(s)}"
+    for path, s in subs:
         if s.op == "transpose":
             yield _replace_at(t, path, s.args[0]), f"extra transpose: {render(s)} should be {render(s.args[0])}"
     for path, s in subs:
