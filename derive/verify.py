@@ -394,11 +394,15 @@ def _telling_instances(result, batch: bool, truth: Term, meaning, anchor) -> lis
     if not any(zero):
         return chosen
     telling = [inst for inst, z in zip(chosen, zero) if not z]
-    for inst in _instances(result, batch, range(TRIALS, MAX_SEEDS)):
+    for seed in range(TRIALS, MAX_SEEDS):
         if len(telling) == TRIALS:
             break
-        if np.any(_evaluate(truth, meaning, inst, _letters(meaning, anchor or truth, inst))):
-            telling.append(inst)
+        inst = _instances(result, batch, (seed,))[0]
+        try:
+            if np.any(_evaluate(truth, meaning, inst, _letters(meaning, anchor or truth, inst))):
+                telling.append(inst)
+        except (ShapeError, DeriveError, ValueError, KeyError):
+            continue
     return telling + [inst for inst, z in zip(chosen, zero) if z][:TRIALS - len(telling)]
 
 
