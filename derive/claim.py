@@ -83,6 +83,18 @@ class Term:
         return render(self)
 
 
+NAMED_FORMS = {"\\hat{y}": "hat_y", "\\hat y": "hat_y", "\\boldsymbol{\\delta}": "bold_delta",
+               "\\mathbf{1}": "ones"}        # LaTeX -> the claim's name; ones: the vector of ones
+
+
+def base_name(text: str) -> str:
+    """A symbol's LaTeX base (no labels or indices) -> its name: \\mathbf{X} -> X, \\hat{y} -> hat_y.
+    The claim grammar and the notation's own names go through this one function."""
+    for form, name in NAMED_FORMS.items():
+        text = text.replace(form, name)
+    return re.sub(r"\\(mathbf|mathit|mathrm)\{([A-Za-z]+)\}", r"\2", text).lstrip("\\")
+
+
 def _split_symbol(token: str) -> tuple[str, int | None, tuple[int, ...]]:
     token = token.strip()
     if token.startswith("y_") and "out" in token:
@@ -102,10 +114,7 @@ def _split_symbol(token: str) -> tuple[str, int | None, tuple[int, ...]]:
         token = token[:sub.start()] + token[sub.end():]
     m = re.fullmatch(r"(.*?)(\^\{\(?([0-9]+)\)?\}|\^\(([0-9]+)\)|\^([0-9])|([0-9]+))?", token)
     base, label = m.group(1), m.group(3) or m.group(4) or m.group(5) or m.group(6)
-    base = base.replace("\\hat{y}", "hat_y").replace("\\hat y", "hat_y").replace("\\boldsymbol{\\delta}", "bold_delta")
-    base = base.replace("\\mathbf{1}", "ones")      # the vector of ones: sums over the samples
-    base = re.sub(r"\\(mathbf|mathit)\{([A-Za-z]+)\}", r"\2", base).lstrip("\\")
-    return base, int(label) if label else None, indices
+    return base_name(base), int(label) if label else None, indices
 
 
 @v_args(inline=True)

@@ -13,13 +13,15 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .claim import Term, parse_claim, render
+from .claim import Term, base_name, parse_claim, render
 from .errors import DeriveError
 from .evaluate import Evaluator
 from .notation import profile
 from .oracle import make_instance
 
 TRIALS = 3
+LATEX_NAMES = {"hat_y": r"\hat{y}", "y_out": r"y_{\mathrm{out}}", "bold_delta": r"\boldsymbol{\delta}",
+               "ones": r"\mathbf{1}"}     # claim names that are not plain letters -> how to write them
 MAX_SEEDS = 40             # instances tried in search of ones where the truth is not zero
 RTOL, ATOL = 1e-6, 1e-9
 MAX_TERMS = 2_000          # nodes in a claim: beyond this it is refused
@@ -68,8 +70,6 @@ class Meaning:
         self.result, self.q = result, result.quantities
         spec = result.spec
         self.n = profile(spec.notation, spec.symbols)
-        plain = lambda s: re.sub(r"\\(mathbf|mathrm|mathit)\{([^}]*)\}", r"\2",
-                                 s.replace("\\boldsymbol{\\delta}", "bold_delta")).lstrip("\\")
         table = {}
         for kind, names in (("W", (self.n.weights, self.n.weight, "W", "w")), ("b", (self.n.bias, "b")),
                             ("z", (self.n.pre,)), ("a", (self.n.act,)), ("delta", (self.n.delta, "delta")),
@@ -79,10 +79,10 @@ class Meaning:
                             ("batch_input", (self.n.batch_input,)), ("batch_y", (self.n.batch_target,)),
                             ("batch_z", (self.n.batch_pre,))):
             for name in names:
-                table.setdefault(plain(name), kind)
+                table.setdefault(base_name(name), kind)
         if self.n.bias_folded:
-            table.pop(plain(self.n.bias), None)
-            table[plain(self.n.weights)] = "W"
+            table.pop(base_name(self.n.bias), None)
+            table[base_name(self.n.weights)] = "W"
         table["hat_y"] = "output"
         if self.n.output:
             table["y_out"] = "output"
@@ -94,8 +94,7 @@ class Meaning:
         return self.l2 is not None and name in (self.l2, "lambda")
 
     def symbols(self) -> str:
-        written = {"bold_delta": r"\boldsymbol{\delta}"}
-        return ", ".join(sorted(written.get(k, k) for k in self.table if k not in ("hat_y",)))
+        return ", ".join(sorted(LATEX_NAMES.get(k, k) for k in self.table if k not in ("hat_y",)))
 
     def layer(self, kind: str, label: int | None) -> int:
         depth = self.q.depth
@@ -241,7 +240,6 @@ class _Ones:
     scale: float = 1.0
 
 
-
 def _bind(t: Term, env: dict) -> Term:
     if not any(isinstance(i, str) for i in t.indices):
         return t
@@ -385,25 +383,24 @@ def _instances(result, batch: bool, seeds=range(TRIALS)):
 def _telling_instances(result, batch: bool, truth: Term, meaning, anchor) -> list:
     """TRIALS instances at which the true value is not all zeros, where there are such among the
     first MAX_SEEDS: a ReLU unit that is off at every instance tried would pass any claim."""
+    def tells(inst) -> bool | None:
+        try:
+            return bool(np.any(_evaluate(truth, meaning, inst, _letters(meaning, anchor or truth, inst))))
+        except (ShapeError, DeriveError, ValueError, KeyError):
+            return None             # the judge reports why the truth cannot be evaluated
+
     chosen = _instances(result, batch)
-    try:
-        zero = [not np.any(_evaluate(truth, meaning, inst, _letters(meaning, anchor or truth, inst)))
-                for inst in chosen]
-    except (ShapeError, DeriveError, ValueError, KeyError):
+    told = [tells(inst) for inst in chosen]
+    if all(t is not False for t in told):
         return chosen
-    if not any(zero):
-        return chosen
-    telling = [inst for inst, z in zip(chosen, zero) if not z]
+    telling = [inst for inst, t in zip(chosen, told) if t]
     for seed in range(TRIALS, MAX_SEEDS):
         if len(telling) == TRIALS:
             break
         inst = _instances(result, batch, (seed,))[0]
-        try:
-            if np.any(_evaluate(truth, meaning, inst, _letters(meaning, anchor or truth, inst))):
-                telling.append(inst)
-        except (ShapeError, DeriveError, ValueError, KeyError):
-            continue
-    return telling + [inst for inst, z in zip(chosen, zero) if z][:TRIALS - len(telling)]
+        if tells(inst):
+            telling.append(inst)
+    return telling + [inst for inst, t in zip(chosen, told) if not t][:TRIALS - len(telling)]
 
 
 def _close(a, b) -> bool:
@@ -845,8 +842,7 @@ def term_latex(t: Term, meaning: Meaning) -> str:
     """LaTeX for a parsed term, printed by us from the tree: no text of the user reaches TeX."""
     n = meaning.n
     if t.op == "symbol":
-        name = {"hat_y": r"\hat{y}", "y_out": r"y_{\mathrm{out}}", "bold_delta": r"\boldsymbol{\delta}",
-                "ones": r"\mathbf{1}"}.get(t.name)
+        name = LATEX_NAMES.get(t.name)
         if name is None:
             name = ("\\" + t.name) if t.name in _GREEK else t.name if re.fullmatch(r"[A-Za-z]", t.name) \
                 else r"\mathrm{" + re.sub(r"[^A-Za-z]", "", t.name) + "}"
