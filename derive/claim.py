@@ -23,6 +23,7 @@ GRAMMAR = r"""
     | sum "-" term                    -> sub
 ?term: signed
     | SUM term                        -> sum
+    | term SUM term                   -> mul_sum
     | term MUL signed                 -> mul
     | term "@" signed                 -> mul
     | term HADAMARD signed            -> hadamard
@@ -37,9 +38,12 @@ GRAMMAR = r"""
     | NUMBER                          -> number
     | "\\frac" "{" sum "}" "{" sum "}"                      -> frac
     | "\\frac" "{" PARTIAL SYMBOL "}" "{" PARTIAL SYMBOL "}" -> partial
+    | "\\frac" "{" PARTIAL "}" "{" PARTIAL SYMBOL "}" primary  -> partial_of
+    | "[" SYMBOL "=" SYMBOL "]"       -> iverson
     | FUNCTION "(" sum ")"            -> apply
     | DIAG "(" sum ")"                -> diag
     | ELEMENTARY "(" sum ")"          -> elementary
+    | ELEMENTARY "{" "(" sum ")" "}"  -> elementary
     | EXP_OPEN sum "}"                -> exp
     | BMATRIX_BEGIN rows BMATRIX_END  -> matrix
     | "(" sum ")"
@@ -60,7 +64,7 @@ DIAG.3: /\\operatorname\{diag\}|\\mathrm\{diag\}|diag(?=\s*(\\left)?\s*\()/
 PARTIAL: "\\partial"
 TRANSPOSE: /\^\{\s*(T|\\top|\\intercal|\\mathsf\{T\}|\\mathsf T|\\mathrm\{T\})\s*\}|\^(T|\\top|\\intercal)(?![A-Za-z])|\.T(?![A-Za-z0-9])/
 FUNCTION.3: /(\\sigma|\\operatorname\{(ReLU|relu|softmax|softplus|LReLU|id)\}|\\text\{(ReLU|relu)\}|\\tanh|sigmoid|sigma|softplus|relu|tanh|g|f)('|\\prime|\^\{\\prime\})?(?=\s*(\\left)?\s*\()/
-SYMBOL.2: /(y_\{\\mathrm\{out\}\}|y_\{\\text\{out\}\}|y_\{out\}|y_out|\\hat\{y\}|\\hat y|\\mathbf\{[A-Za-z1]\}|[A-Z]_\{\\mathrm\{data\}\}|\\mathit\{[A-Za-z]{1,12}\}|\\boldsymbol\{\\delta\}|\\(delta|Delta|Theta|theta|lambda)|delta|Delta|Theta|theta|lambda|[A-Za-z])((\^\{\(?[0-9]+\)?\}|\^\([0-9]+\)|\^[0-9])(_\{[0-9a-z]+(,\s?[0-9a-z]+)?\}|_[0-9a-z])?|(_\{[0-9a-z]+(,\s?[0-9a-z]+)?\}|_[0-9a-z])(\^\{\(?[0-9]+\)?\}|\^\([0-9]+\)|\^[0-9])?|[0-9]+)?/
+SYMBOL.2: /(y_\{\\mathrm\{out\}\}|y_\{\\text\{out\}\}|y_\{out\}|y_out|\\hat\{y\}|\\hat y|\\mathbf\{[A-Za-z1]\}|[A-Z]_\{\\mathrm\{data\}\}|\\mathit\{[A-Za-z]{1,12}\}|\\boldsymbol\{\\delta\}|\\tilde\{\\Theta\}|\\(delta|Delta|Theta|theta|lambda)|delta|Delta|Theta|theta|lambda|[A-Za-z])(\^\{\([a-z]\)\}|(\^\{\(?[0-9]+\)?\}|\^\([0-9]+\)|\^[0-9])(_\{[0-9a-z]+(,\s?[0-9a-z]+)?\}|_\{\\cdot\s?0\}|_[0-9a-z])?|(_\{[0-9a-z]+(,\s?[0-9a-z]+)?\}|_[0-9a-z])(\^\{\(?[0-9]+\)?\}|\^\([0-9]+\)|\^[0-9])?|[0-9]+)?/
 NUMBER: /[0-9]+(\.[0-9]+)?/
 %ignore /\s+/
 %ignore /\\left|\\right|\\[,;!]|\\bigl|\\bigr|\\Bigl|\\Bigr/
@@ -78,13 +82,14 @@ class Term:
     indices: tuple = ()            # an entry: w^{1}_{22}, x_2, w_{jk} (ints or index letters), notation order
     value: float | None = None
     prime: bool = False
+    sample: str | None = None     # L^{(s)}: the quantity of sample s (a letter)
 
     def __str__(self):
         return render(self)
 
 
 NAMED_FORMS = {"\\hat{y}": "hat_y", "\\hat y": "hat_y", "\\boldsymbol{\\delta}": "bold_delta",
-               "\\mathbf{1}": "ones"}        # LaTeX -> the claim's name; ones: the vector of ones
+               "\\mathbf{1}": "ones", "\\tilde{\\Theta}": "tilde_Theta"}        # LaTeX -> the claim's name; ones: the vector of ones
 
 
 def base_name(text: str) -> str:
@@ -93,6 +98,19 @@ def base_name(text: str) -> str:
     for form, name in NAMED_FORMS.items():
         text = text.replace(form, name)
     return re.sub(r"\\(mathbf|mathit|mathrm)\{([A-Za-z]+)\}", r"\2", text).lstrip("\\")
+
+
+def _symbol_term(token: str) -> Term:
+    token = token.strip()
+    sample = re.search(r"\^\{\(([a-z])\)\}", token)
+    if sample:
+        token = token[:sample.start()] + token[sample.end():]
+    column0 = re.search(r"_\{\\cdot\s?0\}", token)      # Ng's bias column: Theta^{(l)}_{.0}
+    if column0:
+        token = token[:column0.start()] + token[column0.end():]
+    base, label, indices = _split_symbol(token)
+    return Term("symbol", name=base + ("_col0" if column0 else ""), label=label, indices=indices,
+                sample=sample.group(1) if sample else None)
 
 
 def _split_symbol(token: str) -> tuple[str, int | None, tuple[int, ...]]:
@@ -120,8 +138,7 @@ def _split_symbol(token: str) -> tuple[str, int | None, tuple[int, ...]]:
 @v_args(inline=True)
 class _Build(Transformer):
     def symbol(self, token):
-        base, label, indices = _split_symbol(str(token))
-        return Term("symbol", name=base, label=label, indices=indices)
+        return _symbol_term(str(token))
 
     def number(self, token):
         return Term("number", value=float(token))
@@ -130,10 +147,19 @@ class _Build(Transformer):
         return Term("mul", (a, Term("recip", (b,))))
 
     def partial(self, _p1, num, _p2, den):
-        n, nl, ni = _split_symbol(str(num))
-        d, dl, di = _split_symbol(str(den))
-        return Term("partial", (Term("symbol", name=n, label=nl, indices=ni),
-                                Term("symbol", name=d, label=dl, indices=di)))
+        return Term("partial", (_symbol_term(str(num)), _symbol_term(str(den))))
+
+    def partial_of(self, _p1, _p2, den, body):
+        """d/dx (expression): the operator form."""
+        return Term("partial", (body, _symbol_term(str(den))))
+
+    def iverson(self, left, right):
+        """[j = k]: 1 when the two indices are equal (the Kronecker delta), else 0."""
+        letters = [_split_symbol(str(t))[0] for t in (left, right)]
+        return Term("iverson", indices=tuple(letters))
+
+    def mul_sum(self, left, token, body):
+        return Term("mul", (left, self.sum(token, body)))
 
     def apply(self, fn, arg):
         text = str(fn)
@@ -251,7 +277,11 @@ def render(t: Term) -> str:
     if t.op == "number":
         return f"{t.value:g}"
     if t.op == "partial":
-        return f"dL/d{render(t.args[1])}"
+        num = t.args[0]
+        top = "L" if num.op == "symbol" and num.name in ("L", "E", "J") and not num.sample else render(num)
+        return f"d{top}/d{render(t.args[1])}"
+    if t.op == "iverson":
+        return f"[{t.indices[0]} = {t.indices[1]}]"
     if t.op == "apply":
         return f"{t.name}{chr(39) if t.prime else ''}({render(t.args[0])})"
     if t.op == "transpose":

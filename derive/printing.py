@@ -71,6 +71,8 @@ class DerivePrinter(LatexPrinter):
             indices = [indices[0], "0"]
         if atom.kind == "a" and atom.layer == self.q.depth and self.n.output and self.q.sizes[-1] == 1:
             return name                                     # one output: y_out, no index
+        if atom.batch and len(indices) == 2 and self.q.layout == "row":
+            indices = indices[::-1]                         # samples are rows: entry (s, j)
         joined = "".join(indices) if all(len(i) == 1 for i in indices) else ",".join(indices)
         return f"{name}_{{{joined}}}"
 
@@ -168,8 +170,9 @@ class DerivePrinter(LatexPrinter):
         return r"\frac{\partial %s}{\partial %s}" % (self._print(expr.num), self._print(expr.den))
 
     def _print_KroneckerDelta(self, expr, exp=None):
+        """The Iverson bracket [i = j], so the Kronecker delta is never confused with the error term."""
         i, j = (self._print(a) for a in expr.args)
-        return r"\delta_{%s%s}" % (i, j) if len(i) == len(j) == 1 else r"\delta_{%s,%s}" % (i, j)
+        return r"[%s = %s]" % (i, j)
 
     # ------------------------------------------------------------------- functions
     def _function_name(self, name: str) -> str:

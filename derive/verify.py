@@ -15,7 +15,7 @@ import numpy as np
 
 from .claim import Term, base_name, parse_claim, render
 from .errors import DeriveError
-from .evaluate import Evaluator
+from .evaluate import PARTIAL_EPS, Evaluator
 from .notation import profile
 from .oracle import make_instance
 
@@ -93,6 +93,47 @@ class Meaning:
         """The spec's name for a symbolic L2 strength, or \\lambda, which the documents print for it."""
         return self.l2 is not None and name in (self.l2, "lambda")
 
+    def normalize(self, t: Term) -> Term:
+        """Resolve what the notation leaves to the reader: Ng's Theta_{i0} is the bias b_i, and in a
+        one-layer network where the input and the output share a name (Rashid's o), the index letter
+        tells the layer (o_j before the weights, o_k after them: w_jk runs from j to k)."""
+        shared = (base_name(self.n.input) == base_name(self.n.act) and self.q.depth == 1
+                  and self.n.layer_labels == "if_deep")
+        roles: dict[str, int] = {}
+        if shared:
+            for _, s in _subterms(t):
+                if s.op == "symbol" and self.table.get(s.name) == "W" and len(s.indices) == 2:
+                    first, second = s.indices
+                    before, after = (second, first) if self.q.index_order == "to_from" else (first, second)
+                    for letter, layer in ((before, 0), (after, 1)):
+                        if isinstance(letter, str):
+                            roles.setdefault(letter, layer)
+                if s.op == "sum" and s.indices and s.name not in roles:
+                    limit = s.indices[0].replace("{", "").replace("}", "").replace("_", "")
+                    hits = [l for l, size in enumerate(self.q.sizes) if str(size).replace("_", "") == limit]
+                    if len(hits) == 1:
+                        roles[s.name] = hits[0]
+            roles.setdefault(self.n.index_name("k"), 0)
+            roles.setdefault(self.n.index_name("j"), 1)
+        act = base_name(self.n.act)
+
+        def walk(s: Term) -> Term:
+            if s.op == "symbol":
+                if self.n.bias_folded and self.table.get(s.name) == "W" and len(s.indices) == 2 and s.indices[1] == 0:
+                    return replace(s, name=s.name + "_col0", indices=s.indices[:1])
+                if shared and s.name == act and s.label is None and len(s.indices) == 1 and s.indices[0] in roles:
+                    return replace(s, label=roles[s.indices[0]])
+                return s
+            return replace(s, args=tuple(walk(a) for a in s.args)) if s.args else s
+        return walk(t)
+
+    def is_loss(self, t: Term, total: bool = False) -> bool:
+        """L (or L_data, L^{(s)}) as a symbol of its own; total: only the loss the oracle differentiates
+        backwards (L or L_data of the instance, not one sample's L^{(s)} within a batch)."""
+        if t.op != "symbol" or self.table.get(t.name.removesuffix("_data")) != "L":
+            return False
+        return not (total and t.sample is not None)
+
     def symbols(self) -> str:
         return ", ".join(sorted(LATEX_NAMES.get(k, k) for k in self.table if k not in ("hat_y",)))
 
@@ -113,6 +154,9 @@ class Meaning:
     def matrix(self, t: Term):
         """A symbol -> (MatrixSymbol, is_batch)."""
         kind = self.table.get(t.name)
+        if self.n.bias_folded and kind is None and t.name.endswith("_col0") and \
+                self.table.get(t.name.removesuffix("_col0")) == "W":        # Ng's bias column Theta_{.0}
+            return self.q.matrix("b", self.layer("b", t.label)), False
         if kind is None:
             if t.name == "m" or self.is_l2(t.name):
                 return None, True
@@ -158,8 +202,18 @@ def _value(t: Term, meaning: Meaning, ev: Evaluator, samples: int, env: dict | N
             import sympy as sp
 
             return float(ev.inst.constants[sp.Symbol(meaning.l2)])
+        if meaning.is_loss(t):
+            return _loss_value(t, ev, env)
         sym, _ = meaning.matrix(t)
         return _entry(np.asarray(ev(sym), dtype=float), _bind(t, env), meaning, sym)
+    if t.op == "iverson":
+        first, second = (env.get(i, i) for i in t.indices)
+        if isinstance(first, str) or isinstance(second, str):
+            raise DeriveError(f"claim: index {first if isinstance(first, str) else second!r} of "
+                              f"{render(t)} is neither summed over nor free")
+        return 1.0 if first == second else 0.0
+    if t.op == "partial" and not meaning.is_loss(t.args[0], total=True):
+        return _local_partial(t, meaning, ev, samples, env)
     if t.op == "partial":
         from .algebra import MatPartial
 
@@ -201,12 +255,22 @@ def _value(t: Term, meaning: Meaning, ev: Evaluator, samples: int, env: dict | N
         a, b = vals                   # c 1, 1^T A (sums the rows of A), A 1 (sums its columns)
         if len(ones) == 1 and np.ndim(a if ones[0] is b else b) == 0:
             return _Ones(ones[0].scale * float(a if ones[0] is b else b))
+        if isinstance(a, _Ones) and np.ndim(b) == 2 and b.shape[0] == 1 and b.shape[1] > 1:
+            return _Spread(a.scale * b)          # 1 b: the row b repeated, as many rows as its neighbour has
+        if isinstance(b, _Ones) and np.ndim(a) == 2 and a.shape[1] == 1 and a.shape[0] > 1:
+            return _Spread(b.scale * a)          # b 1^T: the column b repeated
         if isinstance(a, _Ones) and not isinstance(b, _Ones) and np.ndim(b) == 2:
             return a.scale * (np.ones((1, b.shape[0])) @ b)
         if isinstance(b, _Ones) and not isinstance(a, _Ones) and np.ndim(a) == 2:
             return b.scale * (a @ np.ones((a.shape[1], 1)))
         raise ShapeError(f"{render(t)}: a vector of ones needs a matrix beside it to know its length")
     vals = [v.scale if isinstance(v, _Ones) else v for v in vals]       # 1 - a: entry by entry
+    spread = [v for v in vals if isinstance(v, _Spread)]
+    if spread:
+        full = [v for v in vals if not isinstance(v, _Spread) and np.ndim(v) == 2]
+        if t.op not in ("add", "sub", "hadamard", "divide") or not full:
+            raise ShapeError(f"{render(t)}: a vector times \\mathbf{{1}} needs a matrix beside it to know its size")
+        vals = [np.broadcast_to(v.vector, full[0].shape) if isinstance(v, _Spread) else v for v in vals]
     if t.op == "transpose":
         return np.asarray(vals[0]).T
     if t.op == "neg":
@@ -231,6 +295,63 @@ def _value(t: Term, meaning: Meaning, ev: Evaluator, samples: int, env: dict | N
     if a.shape[1] != b.shape[0]:
         raise ShapeError(f"{render(t)}: a {a.shape[0]}x{a.shape[1]} matrix times a {b.shape[0]}x{b.shape[1]} one")
     return a @ b
+
+
+def _loss_value(t: Term, ev: Evaluator, env: dict) -> float:
+    """L (the instance's loss: one sample's in a single-sample view), L_data, or L^{(s)}."""
+    if t.sample is not None:
+        s = env.get(t.sample, t.sample)
+        if isinstance(s, str):
+            raise DeriveError(f"claim: sample index {s!r} of {render(t)} is neither summed over nor free")
+        losses = np.asarray(ev.inst.value("L_s"), dtype=float).reshape(-1)
+        if not 1 <= s <= losses.size:
+            raise ShapeError(f"{render(t)}: sample {s} is out of range 1..{losses.size}")
+        return float(losses[s - 1])
+    return float(ev.inst.value("L_data" if t.name.endswith("_data") else "L"))
+
+
+def _storage_entry(t: Term, meaning: Meaning, env: dict) -> tuple[str, int, tuple[int, int]]:
+    """The quantity an entry such as w^{2}_{jk} or z^{1}_{k} names, and where the instance stores it
+    (W as (to, from), vectors as columns): what a partial derivative by it moves."""
+    bound = _bind(t, env)
+    kind = meaning.table.get(t.name.removesuffix("_col0"), "")
+    if kind not in ("W", "b", "z", "a", "input") or any(isinstance(i, str) for i in bound.indices):
+        raise DeriveError(f"claim: cannot differentiate by {render(t)}; derivatives by entries of W, b, z "
+                          "and a are understood")
+    if kind == "input":
+        return "a", 0, (bound.indices[0] - 1, 0) if bound.indices else (0, 0)
+    layer = meaning.layer(kind, t.label)
+    if t.name.endswith("_col0") and len(bound.indices) == 1:          # Ng's Theta_{i0}: the bias b_i
+        return "b", layer, (bound.indices[0] - 1, 0)
+    if kind == "W":
+        if len(bound.indices) != 2:
+            raise DeriveError(f"claim: a weight entry needs two indices, e.g. {t.name}_{{12}}")
+        to, frm = bound.indices if meaning.q.index_order == "to_from" else bound.indices[::-1]
+        return "W", layer, (to - 1, frm - 1)
+    if len(bound.indices) != 1 and not (kind == "a" and layer == meaning.q.depth and meaning.n.output):
+        raise DeriveError(f"claim: {t.name} takes one index, e.g. {t.name}_{{1}}")
+    return kind, layer, ((bound.indices[0] if bound.indices else 1) - 1, 0)
+
+
+def _local_partial(t: Term, meaning: Meaning, ev: Evaluator, samples: int, env: dict):
+    """d(expression)/d(entry) by a central difference of the expression's value: the entry is moved in
+    the instance and everything downstream of it recomputed. The derivatives of the loss come from
+    the oracle's backward pass instead (see the loss branch)."""
+    num, den = t.args
+    kind, layer, where = _storage_entry(den, meaning, env)
+    values = []
+    for h in (PARTIAL_EPS, -PARTIAL_EPS):
+        moved = Evaluator(ev.inst.perturbed(kind, layer, where, h))
+        values.append(np.asarray(_value(num, meaning, moved, samples, env), dtype=float))
+    out = (values[0] - values[1]) / (2 * PARTIAL_EPS)
+    return float(out.reshape(())) if np.size(out) == 1 else out
+
+
+@dataclass(frozen=True)
+class _Spread:
+    """A row (column) times a vector of ones: the row repeated down (the column across) a matrix
+    whose size comes from the matrix it is added to, as in Z = X W + 1 b."""
+    vector: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -294,7 +415,9 @@ def _upper(t: Term, meaning: Meaning, ev: Evaluator) -> int:
 def free_letters(t: Term, bound=frozenset()) -> list[str]:
     if t.op == "sum":
         return free_letters(t.args[0], bound | {t.name})
-    out = [i for i in t.indices if isinstance(i, str) and i not in bound] if t.op == "symbol" else []
+    out = [i for i in t.indices if isinstance(i, str) and i not in bound] if t.op in ("symbol", "iverson") else []
+    if t.sample is not None and t.sample not in bound:
+        out.append(t.sample)
     for a in t.args:
         out += [i for i in free_letters(a, bound) if i not in out]
     return list(dict.fromkeys(out))
@@ -305,7 +428,16 @@ def _entry(value, t: Term, meaning: Meaning, sym):
     if not t.indices:
         return value
     q = meaning.q
-    kind = q.atom(sym.name).kind
+    atom = q.atom(sym.name)
+    kind = atom.kind
+    if atom.batch and kind != "W":          # X_{pq}: row p, column q of the matrix as laid out
+        if len(t.indices) != 2:
+            raise DeriveError(f"claim: an entry of the batch matrix {t.name} needs two indices (row, column)")
+        row, col = t.indices
+        if not (1 <= row <= value.shape[0] and 1 <= col <= value.shape[1]):
+            raise ShapeError(f"{render(t)}: entry ({row}, {col}) is outside the "
+                             f"{value.shape[0]}x{value.shape[1]} matrix")
+        return float(value[row - 1, col - 1])
     if kind == "W":
         if len(t.indices) != 2:
             raise DeriveError(f"claim: a weight entry needs two indices, e.g. {t.name}_{{12}}")
@@ -467,6 +599,8 @@ def judge(result, truth: Term, claim: Term, anchor: Term | None = None, diagnose
     """anchor: the term whose index letters free indices refer to (a derivation's first left side).
     diagnose=False skips the search for the slip (a derivation needs it for one line only)."""
     meaning = Meaning(result)
+    truth, claim = meaning.normalize(truth), meaning.normalize(claim)
+    anchor = meaning.normalize(anchor) if anchor is not None else None
     batch = meaning.uses_batch(claim) or meaning.uses_batch(truth)
     instances = _telling_instances(result, batch, truth, meaning, anchor)
 

@@ -1,0 +1,255 @@
+"""What a document prints is what was checked: every displayed equation is read back from the
+emitted LaTeX by derive's own claim grammar, in the document's notation, and judged at random
+numeric instances (several concrete sizes where sizes are symbolic).
+
+An equation is judged as the notation defines its symbols, never as the printer meant them: a
+printer that swaps two indices or drops a transpose prints a line that reads back wrong. Symbols
+of one sample (x, a^l, delta^l, L) are read at one sample of the instance, with L that sample's
+loss, as the documents' "for one sample" says; an equation with a batch symbol (X, A^l, Delta^l,
+m, L^{(s)}, the accumulator) is read at the whole batch, with L the loss of the batch.
+"""
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .claim import Term, parse_claim, render
+from .errors import DeriveError
+
+TRIALS = 3                  # instances per equation: the first three seeds (sizes vary with the seed)
+MAX_POINTS = 12             # index combinations per equation and instance
+RTOL, ATOL = 1e-6, 1e-9     # as the step checks
+
+
+@dataclass(frozen=True)
+class PrintedEquation:
+    line: int               # the .tex line of its first row (1-based)
+    lhs: str
+    rhs: str
+
+    @property
+    def text(self) -> str:
+        return f"{self.lhs} = {self.rhs}"
+
+
+@dataclass(frozen=True)
+class Judgement:
+    equation: PrintedEquation
+    status: str             # correct | wrong | unreadable
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ReadbackReport:
+    judgements: tuple[Judgement, ...]
+
+    @property
+    def printed(self) -> int:
+        return len(self.judgements)
+
+    @property
+    def read_back(self) -> int:
+        return sum(j.status != "unreadable" for j in self.judgements)
+
+    @property
+    def correct(self) -> int:
+        return sum(j.status == "correct" for j in self.judgements)
+
+    @property
+    def failures(self) -> tuple[Judgement, ...]:
+        return tuple(j for j in self.judgements if j.status != "correct")
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures and self.printed > 0
+
+    def to_json(self) -> dict:
+        return {"printed": self.printed, "read_back": self.read_back, "correct": self.correct,
+                "failures": [{"line": j.equation.line, "equation": j.equation.text, "status": j.status,
+                              "message": j.message} for j in self.failures]}
+
+    def summary(self) -> str:
+        return f"{self.printed} equations printed, {self.read_back} read back, {self.correct} correct"
+
+
+# ------------------------------------------------------------------------- extraction
+
+def _skip_braced(text: str, start: int) -> int:
+    """The index just past the {...} group that opens at text[start]."""
+    depth = 0
+    for k in range(start, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[k], 0)
+        if depth == 0:
+            return k + 1
+    raise DeriveError("read-back: unbalanced braces in the document")
+
+
+def _blank_commands(text: str, command: str) -> str:
+    """\\intertext{...} replaced by spaces (newlines kept, so offsets keep their line numbers)."""
+    out, i = [], 0
+    while (j := text.find(command + "{", i)) >= 0:
+        end = _skip_braced(text, j + len(command))
+        out.append(text[i:j] + re.sub(r"[^\n]", " ", text[j:end]))
+        i = end
+    return "".join(out) + text[i:]
+
+
+def printed_equations(tex: str) -> list[PrintedEquation]:
+    """Every displayed equation of a document: align* rows (a row '&= rhs' continues from the
+    right side before it, a row '&\\qquad ...' continues a broken right side) and boxed results."""
+    out: list[PrintedEquation] = []
+    line_of = lambda offset: tex.count("\n", 0, offset) + 1
+    for block in re.finditer(r"\\begin\{align\*\}(.*?)\\end\{align\*\}", tex, re.S):
+        body = _blank_commands(block.group(1), r"\intertext")
+        rows, offset = [], block.start(1)
+        for part in re.split(r"(\\\\)", body):
+            if part != "\\\\":
+                rows.append((offset + len(part) - len(part.lstrip()), part.strip()))
+            offset += len(part)
+        previous, pending = None, None
+        for start, row in rows:
+            if not row:
+                continue
+            if row.startswith(r"&\qquad"):
+                if pending is None:
+                    raise DeriveError(f"read-back: line {line_of(start)} continues no equation")
+                pending = replace(pending, rhs=pending.rhs + " " + row.removeprefix(r"&\qquad").strip())
+                continue
+            if pending is not None:
+                out.append(pending)
+                previous = pending.rhs
+            lhs, sep, rhs = row.partition("&=")
+            if not sep:
+                raise DeriveError(f"read-back: line {line_of(start)} is not an equation: {row[:80]}")
+            lhs = lhs.strip() or previous
+            if lhs is None:
+                raise DeriveError(f"read-back: line {line_of(start)} continues no equation")
+            pending = PrintedEquation(line_of(start), lhs, rhs.strip())
+        if pending is not None:
+            out.append(pending)
+    for box in re.finditer(r"\\boxed\{", tex):
+        end = _skip_braced(tex, box.end() - 1)
+        lhs, sep, rhs = tex[box.end():end - 1].partition(" = ")
+        if not sep:
+            raise DeriveError(f"read-back: the boxed result on line {line_of(box.start())} is not an equation")
+        out.append(PrintedEquation(line_of(box.start()), lhs.strip(), rhs.strip()))
+    return sorted(out, key=lambda e: e.line)
+
+
+# ---------------------------------------------------------------------------- judging
+
+def _uses_batch(t: Term, meaning) -> bool:
+    if t.op == "symbol":
+        kind = meaning.table.get(t.name, "")
+        return kind.startswith("batch_") or kind == "acc" or t.name == "m" or t.sample is not None
+    return any(_uses_batch(a, meaning) for a in t.args)
+
+
+def _letter_ranges(t: Term, meaning, ev, letters: list[str]) -> dict[str, int]:
+    """How far each free index letter runs, from a symbol that carries it (sizes of the instance)."""
+    from .verify import _subterms
+
+    ranges: dict[str, int] = {}
+    for _, s in _subterms(t):
+        if s.sample in letters:
+            ranges.setdefault(s.sample, ev.inst.samples)
+        if s.op != "symbol" or not any(i in letters for i in s.indices):
+            continue
+        if meaning.is_loss(s) or s.name == "m":
+            continue
+        indices = s.indices
+        sym, _ = meaning.matrix(replace(s, indices=()))
+        value = np.asarray(ev(sym))
+        atom = meaning.q.atom(sym.name)
+        for position, letter in enumerate(indices):
+            if letter not in letters or letter in ranges:
+                continue
+            if atom.kind == "W":
+                to_n, from_n = value.shape if meaning.q.layout == "column" else value.shape[::-1]
+                first, second = (to_n, from_n) if meaning.q.index_order == "to_from" else (from_n, to_n)
+                ranges[letter] = (first, second)[position]
+            elif atom.batch:
+                ranges[letter] = value.shape[position]
+            else:
+                ranges[letter] = value.size
+    return ranges
+
+
+def _points(ranges: dict[str, int], rng) -> list[dict[str, int]]:
+    names = sorted(ranges)
+    combos = list(itertools.product(*(range(1, ranges[n] + 1) for n in names)))
+    if len(combos) > MAX_POINTS:
+        combos = [combos[i] for i in sorted(rng.choice(len(combos), size=MAX_POINTS, replace=False))]
+    return [dict(zip(names, c)) for c in combos]
+
+
+def _close(a, b) -> tuple[bool, float]:
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.size == b.size == 1:
+        a, b = a.reshape(()), b.reshape(())
+    if a.shape != b.shape:
+        return False, float("inf")
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        return False, float("nan")
+    excess = np.abs(a - b) / (ATOL + RTOL * np.maximum(np.abs(a), np.abs(b)))
+    worst = float(np.max(excess)) if excess.size else 0.0
+    return worst <= 1.0, worst
+
+
+def judge_equation(result, eq: PrintedEquation, meaning=None, instances=None) -> Judgement:
+    from .oracle import make_instance
+    from .verify import Meaning, ShapeError, _value, free_letters, Evaluator
+
+    meaning = meaning or Meaning(result)
+    try:
+        lhs, rhs = meaning.normalize(parse_claim(eq.lhs)), meaning.normalize(parse_claim(eq.rhs))
+    except DeriveError as exc:
+        return Judgement(eq, "unreadable", str(exc).removeprefix("claim: "))
+    batch = _uses_batch(lhs, meaning) or _uses_batch(rhs, meaning)
+    whole = Term("sub", (lhs, rhs))
+    letters = free_letters(whole)
+    rng = np.random.default_rng(0)
+    instances = instances or [make_instance(result.quantities, seed) for seed in range(TRIALS)]
+    compared = 0
+    for inst in instances:
+        view = inst if batch or inst.samples == 1 else inst.sample_view(0)
+        ev = Evaluator(view)
+        try:
+            ranges = _letter_ranges(whole, meaning, ev, letters)
+            unranged = [x for x in letters if x not in ranges]
+            if unranged:
+                return Judgement(eq, "unreadable", f"index {unranged[0]} is free but no symbol gives its range")
+            for env in _points(ranges, rng):
+                with np.errstate(all="ignore"):
+                    left = _value(lhs, meaning, Evaluator(view), view.samples, env)
+                    right = _value(rhs, meaning, Evaluator(view), view.samples, env)
+                ok, worst = _close(left, right)
+                compared += 1
+                if not ok:
+                    where = ", ".join(f"{k} = {v}" for k, v in env.items())
+                    return Judgement(eq, "wrong", f"the two sides differ at sizes {list(view.sizes)}"
+                                     + (f", {where}" if where else "") + f": {_show(left)} against {_show(right)}")
+        except (DeriveError, ShapeError) as exc:
+            return Judgement(eq, "unreadable", str(exc).removeprefix("claim: "))
+    if not compared:
+        return Judgement(eq, "unreadable", "nothing was compared")
+    return Judgement(eq, "correct")
+
+
+def _show(value) -> str:
+    value = np.asarray(value, dtype=float)
+    if value.size == 1:
+        return f"{float(value.reshape(())):.6g}"
+    return np.array2string(value, precision=4, max_line_width=80)
+
+
+def read_back(result, tex: str) -> ReadbackReport:
+    from .oracle import make_instance
+    from .verify import Meaning
+
+    meaning = Meaning(result)
+    instances = [make_instance(result.quantities, seed) for seed in range(TRIALS)]
+    return ReadbackReport(tuple(judge_equation(result, eq, meaning, instances) for eq in printed_equations(tex)))
