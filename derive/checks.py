@@ -39,6 +39,7 @@ class GradientCheck:
     max_rel_error: float
     worst_entry: tuple[int, ...] | None
     passed: bool
+    message: str = ""
 
 
 @dataclass(frozen=True)
@@ -57,15 +58,22 @@ class CheckReport:
     def to_json(self) -> dict:
         return {
             "passed": self.passed,
-            "parameters": {g.parameter: {"max_abs_error": g.max_abs_error, "max_rel_error": g.max_rel_error,
+            "parameters": {g.parameter: {"max_abs_error": _finite(g.max_abs_error),
+                                         "max_rel_error": _finite(g.max_rel_error),
                                          "worst_entry": list(g.worst_entry) if g.worst_entry else None,
-                                         "mode": g.mode, "passed": g.passed} for g in self.gradients},
+                                         "mode": g.mode, "passed": g.passed,
+                                         **({"message": g.message} if g.message else {})} for g in self.gradients},
             "steps_checked": len(self.steps),
             "steps_failed": self.steps_failed,
             "failures": [{"derivation": s.derivation, "step": s.position, "kind": s.kind,
-                          "max_error": s.max_error, "message": s.message} for s in self.steps if not s.passed],
+                          "max_error": _finite(s.max_error), "message": s.message} for s in self.steps if not s.passed],
             "unjustified_steps": sum(not s.justified for s in self.steps),
         }
+
+
+def _finite(x: float) -> float | None:
+    """JSON has no NaN or Infinity: a non-finite error is reported as null (and the check as failed)."""
+    return float(x) if np.isfinite(x) else None
 
 
 MAX_CHECKED_PARAMETERS = 2_000_000
@@ -113,6 +121,11 @@ def check_step(step: Step, instances: list[Instance], key: str, position: int, r
                 if lhs.shape != rhs.shape:
                     return StepCheck(key, position, step.kind, step.justified, False, float("inf"), points,
                                      f"shapes differ: {lhs.shape} and {rhs.shape}")
+                if not (np.all(np.isfinite(lhs)) and np.all(np.isfinite(rhs))):
+                    # NaN compares false with everything, so it must fail here rather than pass by default
+                    return StepCheck(key, position, step.kind, step.justified, False, float("inf"), points,
+                                     f"a side is not finite at {bindings or 'the instance'}: {lhs.tolist()} "
+                                     f"and {rhs.tolist()}")
                 scale = np.maximum(np.abs(lhs), np.abs(rhs))
                 excess = np.abs(lhs - rhs) / (STEP_ATOL + STEP_RTOL * scale)
                 worst = max(worst, float(np.max(excess)) if excess.size else 0.0)
@@ -177,8 +190,20 @@ def cross_check(result: NetworkDerivation, seed: int = 1000) -> list[GradientChe
     result = with_matrix_results(result)
     q = result.quantities
     inst = make_instance(q, seed)
-    analytic = engine_gradients(result, inst)
+    try:
+        analytic = engine_gradients(result, inst)
+    except (EvaluationError, ValueError, KeyError) as exc:       # e.g. a result whose shapes do not multiply
+        return [GradientCheck(name, "shape", float("inf"), float("inf"), None, False, f"cannot evaluate: {exc}")
+                for name in result.parameters]
     params = {name: (inst.weights if name[0] == "W" else inst.biases)[int(name[1:])] for name in analytic}
+    misshapen = [name for name in analytic if analytic[name].shape != params[name].shape]
+    if misshapen or not all(np.all(np.isfinite(g)) for g in analytic.values()):
+        return [GradientCheck(name, "shape", float("inf"), float("inf"), None, False,
+                              f"the result is {analytic[name].shape[0]}x{analytic[name].shape[1]}, the parameter "
+                              f"{params[name].shape[0]}x{params[name].shape[1]}") if name in misshapen else
+                GradientCheck(name, "entrywise", float("inf"), float("inf"), None, bool(np.all(np.isfinite(g))),
+                              "" if np.all(np.isfinite(g)) else "the result is not finite")
+                for name, g in analytic.items()]
     total = sum(p.size for p in params.values())
     if total <= ENTRYWISE_MAX_PARAMETERS and q.depth <= ENTRYWISE_MAX_DEPTH:
         checks = [_entrywise(inst, name, analytic[name]) for name in analytic]

@@ -17,7 +17,7 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except DeriveError as exc:
             click.echo(f"derive: error: {exc}", err=True)
-            sys.exit(EXIT_BAD_INPUT)
+            sys.exit(exc.exit_code)
 
 
 @click.group(cls=_Group)
@@ -30,7 +30,10 @@ def main():
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--trials", type=click.IntRange(1, 20), default=None, help="Random instances per step (default 2).")
-def check_command(spec_path, as_json, trials):
+@click.option("--printed", is_flag=True,
+              help="Also render the document (English and Chinese) and read every printed equation back, "
+                   "judging it at random instances: counts of equations printed, read back and correct.")
+def check_command(spec_path, as_json, trials, printed):
     """Check every derivation step and the gradients against central differences.
 
     Exit 0 when everything checks out, 1 when anything fails, 2 for bad input.
@@ -40,15 +43,27 @@ def check_command(spec_path, as_json, trials):
     from .spec import load
 
     spec = load(spec_path)
-    report = check(derive(spec), trials=trials)
+    result = derive(spec)
+    report = check(result, trials=trials)
+    readbacks = {}
+    if printed:
+        from .readback import read_back
+        from .render import LANGS, render_document
+
+        readbacks = {lang: read_back(result, render_document(result, report, lang)) for lang in LANGS}
+    passed = report.passed and all(r.passed for r in readbacks.values())
     if as_json:
-        click.echo(json.dumps(report.to_json(), indent=2, sort_keys=True))
+        out = report.to_json()
+        if printed:
+            out["printed"] = {lang: r.to_json() for lang, r in readbacks.items()}
+            out["passed"] = passed
+        click.echo(json.dumps(out, indent=2, sort_keys=True))
     else:
-        _print_report(spec, report)
-    sys.exit(0 if report.passed else EXIT_FAILED)
+        _print_report(spec, report, readbacks)
+    sys.exit(0 if passed else EXIT_FAILED)
 
 
-def _print_report(spec, report):
+def _print_report(spec, report, readbacks=None):
     click.echo(f"{spec.name}: {len(report.steps)} steps checked, {report.steps_failed} failed")
     for step in report.steps:
         if not step.passed:
@@ -59,7 +74,12 @@ def _print_report(spec, report):
         worst = ",".join(map(str, g.worst_entry)) if g.worst_entry else "-"
         mark = "ok" if g.passed else "FAILED"
         click.echo(f"  {g.parameter:<{width}}  {g.max_abs_error:11.2e}  {g.max_rel_error:11.2e}  {worst:>7}  {g.mode} {mark}")
-    click.echo("passed" if report.passed else "FAILED")
+    for lang, printed in (readbacks or {}).items():
+        click.echo(f"  printed ({lang}): {printed.summary()}")
+        for j in printed.failures:
+            click.echo(f"    line {j.equation.line} {j.status}: {j.message}\n      {j.equation.text[:160]}")
+    passed = report.passed and all(r.passed for r in (readbacks or {}).values())
+    click.echo("passed" if passed else "FAILED")
 
 
 @main.command("build")

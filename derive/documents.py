@@ -65,10 +65,31 @@ def build(spec: NetworkSpec, out_dir: str | Path, lang: str = "en", pdf: bool = 
     shown = select_layers(layers, spec.depth) if layers else None
     result = derive(spec)
     report = check(result)
-    tex_path, pdf_path, warnings = publish(render_document(result, report, lang, shown), out_dir, spec.name, lang, pdf)
+    text = render_document(result, report, lang, shown)
+    printed = require_printed_correct(result, text, f"{spec.name} ({lang})")
+    tex_path, pdf_path, warnings = publish(text, out_dir, spec.name, lang, pdf)
     summary = (f"{len(report.steps)} steps checked, {report.steps_failed} failed; "
-               f"gradients {'match' if all(g.passed for g in report.gradients) else 'DO NOT match'} central differences")
+               f"gradients {'match' if all(g.passed for g in report.gradients) else 'DO NOT match'} central differences; "
+               f"{printed.summary()}")
     return BuildOutcome(tex_path, pdf_path, report.passed, summary, warnings)
+
+
+def require_printed_correct(result, text: str, what: str):
+    """Read every printed equation back (readback.py); a line that does not read back true stops the
+    build before anything is written, quoting the line."""
+    from .errors import PrintedLineError
+    from .readback import read_back
+
+    printed = read_back(result, text)
+    if not printed.passed:
+        lines = text.splitlines()
+        quoted = "\n".join(f"  line {j.equation.line}: {lines[j.equation.line - 1].strip()[:160]}\n"
+                           f"    {j.status}: {j.message}" for j in printed.failures[:5])
+        more = f"\n  ... and {len(printed.failures) - 5} more" if len(printed.failures) > 5 else ""
+        raise PrintedLineError(f"{what}: {len(printed.failures)} of {printed.printed} printed equations do not read "
+                               f"back as true; nothing was written (a defect of derive: please report it)\n"
+                               f"{quoted}{more}")
+    return printed
 
 
 def builtin_examples() -> list[NetworkSpec]:

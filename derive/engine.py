@@ -194,12 +194,14 @@ class _Builder:
         steps = []
         for l in range(1, self.L + 1):
             z, a = self.e("z", l), self.e("a", l)
-            steps.append(Definition(z[J], self.z_sum(l, J, I), "forward", ((J, self.n(l)),), (("what", "z"), ("layer", l))))
+            one = self.n(l) == 1             # a single unit: its index is 1, not a letter that runs over 1..1
+            j, free = (sp.Integer(1), ()) if one else (J, ((J, self.n(l)),))
+            steps.append(Definition(z[j], self.z_sum(l, j, I), "forward", free, (("what", "z"), ("layer", l))))
             if self.q.activation(l).vector:
-                value = sp.exp(z[J]) / Sum(sp.exp(z[I]), (I, 1, self.n(l)))
+                value = sp.exp(z[j]) / Sum(sp.exp(z[I]), (I, 1, self.n(l)))
             else:
-                value = self.q.f(l)(z[J])
-            steps.append(Definition(a[J], value, "forward", ((J, self.n(l)),), (("what", "a"), ("layer", l))))
+                value = self.q.f(l)(z[j])
+            steps.append(Definition(a[j], value, "forward", free, (("what", "a"), ("layer", l))))
         for l in range(1, self.L + 1):
             for batch in ((False, True) if self.q.samples != 1 else (False,)):
                 steps += self.forward_matrix(l, batch)
@@ -213,6 +215,13 @@ class _Builder:
             if self.penalty_in_sample:
                 per_sample = per_sample + self.penalty_expr()
             steps.append(Definition(self.q.loss, per_sample, "forward", (), (("what", "loss"),)))
+        if self.q.samples != 1:     # the loss of the batch: what every batch-level gradient differentiates
+            total = self.reduction * Sum(self.q.sample_loss()[S], (S, 1, self.q.samples))
+            if self.l2 is not None:
+                total = total + self.penalty_expr()
+            steps.append(Definition(self.q.loss, total, "batch", (),
+                                    (("what", "loss_batch"), ("reduction", self.q.spec.loss.reduction),
+                                     ("penalty", self.l2))))
         return steps
 
     def forward_matrix(self, l, batch):
@@ -234,8 +243,9 @@ class _Builder:
     def penalty_expr(self):
         terms = []
         for l in range(1, self.L + 1):
-            terms.append(Sum(self.w(l, J, K) ** 2, (J, 1, self.n(l)), (K, 1, self.n(l - 1))))
-        return self.l2 / 2 * sp.Add(*terms)
+            terms.append(sp.Mul(self.l2 / 2, Sum(self.w(l, J, K) ** 2, (J, 1, self.n(l)), (K, 1, self.n(l - 1))),
+                                evaluate=False))
+        return sp.Add(*terms)
 
     # ---------------------------------------------------------------------- delta
     def delta_index(self, l):
@@ -261,7 +271,7 @@ class _Builder:
         if not row.vector:
             fp = self.fprime_entry(L, J)
             rhs2 = Sum(Partial(Ld, a[P]) * kd(P, J) * q.f_prime(L)(z[J]), (P, 1, self.n(L)))
-            steps.append(ActivationDerivative(rhs, rhs2, "index", free, (("layer", L),)))
+            steps.append(ActivationDerivative(rhs, rhs2, "index", free, (("layer", L), ("dummy", P), ("to", J))))
             rhs3 = Partial(Ld, a[J]) * fp
             steps.append(KroneckerCollapse(rhs2, rhs3, "index", free, (("dummy", P), ("to", J))))
             m_rhs = HadamardProduct(MatPartial(Ld, Ma), self.fprime_matrix(L))
@@ -291,7 +301,7 @@ class _Builder:
         # softmax output: the full Jacobian
         jac = a[P] * (kd(P, J) - a[J])
         rhs2 = Sum(Partial(Ld, a[P]) * jac, (P, 1, self.n(L)))
-        steps.append(SoftmaxJacobian(rhs, rhs2, "index", free, (("layer", L),)))
+        steps.append(SoftmaxJacobian(rhs, rhs2, "index", free, (("layer", L), ("dummy", P), ("to", J))))
         m_rhs = self.jacobian_product(Ma, MatPartial(Ld, Ma))
         mats.append(MatrixLift(Md, m_rhs, "matrix", (), (("pattern", "jacobian"),)))
         if grad is None:
@@ -304,7 +314,7 @@ class _Builder:
         mats.append(LossDerivative(m_rhs, m_rhs3, "matrix", (), (("loss", self.loss_row.name),)))
         if simp is not None:   # softmax + cross-entropy
             rhs4 = Sum(-self.scale * y[P] * (kd(P, J) - a[J]), (P, 1, self.n(L)))
-            steps.append(Simplify(rhs3, rhs4, "index", free, (("cancel", "a_k"),)))
+            steps.append(Simplify(rhs3, rhs4, "index", free, (("cancel", a[P]),)))
             rhs5 = self.scale * (-y[J] + a[J] * Sum(y[P], (P, 1, self.n(L))))
             steps.append(KroneckerCollapse(rhs4, rhs5, "index", free, (("dummy", P), ("to", J))))
             steps.append(Simplification(rhs5, self.scale * (a[J] - y[J]), "index", free,
@@ -359,21 +369,21 @@ class _Builder:
         row = q.activation(l)
         if not row.vector:
             t3 = Sum(self.w(l + 1, K, I) * kd(I, J) * q.f_prime(l)(z[J]), (I, 1, self.n(l)))
-            s.append(ActivationDerivative(t2, t3, "index", side_free, (("layer", l),)))
+            s.append(ActivationDerivative(t2, t3, "index", side_free, (("layer", l), ("dummy", I), ("to", J))))
             t4 = self.w(l + 1, K, J) * self.fprime_entry(l, J)
             s.append(KroneckerCollapse(t3, t4, "index", side_free, (("dummy", I), ("to", J))))
             r3 = Sum(dn[K] * t4, (K, 1, self.n(l + 1)))
             s.append(Substitute(r2, r3, "index", free, (("what", "side"),)))
             back_sum = Sum(sp.Mul(self.w(l + 1, K, J), dn[K], evaluate=False), (K, 1, self.n(l + 1)))
             r4 = sp.Mul(self.fprime_entry(l, J), back_sum, evaluate=False)
-            s.append(Simplify(r3, r4, "index", free, (("factor_out", "fprime"),)))
+            s.append(Simplify(r3, r4, "index", free, (("factor_out", self.fprime_entry(l, J)), ("dummy", K))))
             ident = self.output_identity(l, J)
             if ident is not None:
                 r5 = sp.Mul(ident, back_sum, evaluate=False)
                 s.append(ActivationIdentity(r4, r5, "index", free, (("activation", row.name), ("layer", l))))
             return s
         t3 = Sum(self.w(l + 1, K, I) * a[I] * (kd(I, J) - a[J]), (I, 1, self.n(l)))
-        s.append(SoftmaxJacobian(t2, t3, "index", side_free, (("layer", l),)))
+        s.append(SoftmaxJacobian(t2, t3, "index", side_free, (("layer", l), ("dummy", I), ("to", J))))
         t4 = a[J] * (self.w(l + 1, K, J) - Sum(self.w(l + 1, K, I) * a[I], (I, 1, self.n(l))))
         s.append(KroneckerCollapse(t3, t4, "index", side_free, (("dummy", I), ("to", J))))
         r3 = Sum(dn[K] * t4, (K, 1, self.n(l + 1)))
@@ -415,7 +425,7 @@ class _Builder:
         t1 = Partial(self.z_sum(l, J, I), w)
         s.append(Substitute(Partial(z[J], w), t1, "index", free, (("what", "z"), ("layer", l))))
         t2 = Sum(kd(I, K) * a[I], (I, 1, self.n(l - 1)))
-        s.append(Differentiate(t1, t2, "index", free, (("wrt", "w"), ("dummy", I), ("to", K))))
+        s.append(Differentiate(t1, t2, "index", free, (("wrt", "w"), ("dummy", I), ("to", K), ("layer", l))))
         s.append(KroneckerCollapse(t2, a[K], "index", free, (("dummy", I), ("to", K))))
         r2 = sp.Mul(Partial(Ld, z[J]), a[K], evaluate=False) + pen
         s.append(Substitute(r1, r2, "index", free, (("what", "side"),)))
@@ -428,7 +438,7 @@ class _Builder:
         result = self.outer(Md, Ma)
         if self.penalty_in_sample:
             result = MatAdd(result, self.l2 * Mw)
-        at = (J, K) if self.q.index_order == "to_from" else (K, J)
+        at = (J, K) if self.q.layout == "column" else (K, J)      # (row, column): rows are target units in W a
         return [MatrixLift(MatPartial(self.q.loss, Mw), result, "matrix", (),
                            (("pattern", "outer_" + self.q.layout), ("layer", l),
                             ("entry", sp.Mul(self.e("delta", l)[J], self.e("a", l - 1)[K], evaluate=False)),
@@ -523,9 +533,10 @@ class _Builder:
                     if through_output:
                         path = output_deltas[l][j - 1] * factor
                         steps.append(Expand(Partial(y_out, param), path, "concrete", (), entry + (("of", "output"),)))
-                        steps.append(Expand(Partial(q.loss, param), sp.Mul(Partial(q.loss, y_out), Partial(y_out, param),
-                                                                           evaluate=False),
-                                            "concrete", (), entry + (("of", "chain"),)))
+                        chain = sp.Mul(Partial(self.data_loss(), y_out), Partial(y_out, param), evaluate=False)
+                        if self.penalty_in_sample and k is not None:
+                            chain = self.l2 * param + chain
+                        steps.append(Expand(Partial(q.loss, param), chain, "concrete", (), entry + (("of", "chain"),)))
                         continue
                     rhs = deltas[l][j - 1] * factor
                     if self.penalty_in_sample and k is not None:

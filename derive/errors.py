@@ -4,6 +4,8 @@
 class DeriveError(Exception):
     """Base class for errors caused by user input."""
 
+    exit_code = 2
+
 
 class SpecError(DeriveError):
     """A network description is malformed: names the field, the bad value and what is accepted."""
@@ -16,3 +18,10 @@ class SpecError(DeriveError):
 
 class TexError(DeriveError):
     """LaTeX failed; the message quotes the offending line."""
+
+
+class PrintedLineError(DeriveError):
+    """A line derive was about to print does not read back as a true equation: a defect of derive,
+    not of the input. Nothing is written; the CLI exits 1."""
+
+    exit_code = 1

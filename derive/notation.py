@@ -57,7 +57,7 @@ class Notation:
 
 PROFILES = {
     "nielsen": Notation("nielsen"),
-    "ng": Notation("ng", weight=r"\Theta", weights=r"\Theta", bias=r"\Theta", loss="J", layer="(l)",
+    "ng": Notation("ng", weight=r"\Theta", weights=r"\tilde{\Theta}", bias=r"\Theta", loss="J", layer="(l)",
                    node_shift=1, bias_folded=True, batch_delta=r"\boldsymbol{\delta}", accumulator=r"\Delta",
                    functions=(("sigmoid", "g"),),
                    indices=(("j", "i"), ("k", "j"), ("i", "k"), ("p", "p"))),

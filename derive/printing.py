@@ -166,6 +166,17 @@ class DerivePrinter(LatexPrinter):
             parts.append(text)
         return " ".join(parts)
 
+    def _print_Sum(self, expr):
+        """One \\sum per index, outermost first (never SymPy's \\substack, which a reader of the
+        printed line would have to unpack)."""
+        if len(expr.limits) > 1:
+            return self.sum_head(expr.limits[0]) + " " + self._print(sp.Sum(expr.function, *expr.limits[1:]))
+        return super()._print_Sum(expr)
+
+    def sum_head(self, limit) -> str:
+        var, low, high = limit
+        return r"\sum_{%s=%s}^{%s}" % (self._print(var), self._print(low), self._print(high))
+
     def _print_MatPartial(self, expr):
         return r"\frac{\partial %s}{\partial %s}" % (self._print(expr.num), self._print(expr.den))
 

@@ -208,6 +208,9 @@ def judge_equation(result, eq: PrintedEquation, meaning=None, instances=None) ->
         lhs, rhs = meaning.normalize(parse_claim(eq.lhs)), meaning.normalize(parse_claim(eq.rhs))
     except DeriveError as exc:
         return Judgement(eq, "unreadable", str(exc).removeprefix("claim: "))
+    stray = [x for x in free_letters(rhs) if x not in free_letters(lhs)]
+    if stray:       # y = f(z_k) says nothing about which k; true at most by accident of a size 1
+        return Judgement(eq, "wrong", f"index {stray[0]} is free on the right side but not on the left")
     batch = _uses_batch(lhs, meaning) or _uses_batch(rhs, meaning)
     whole = Term("sub", (lhs, rhs))
     letters = free_letters(whole)

@@ -94,7 +94,7 @@ class Breaker:
                 inner[-1] = (inner[-1] + " " + after).strip()
                 return inner
         if isinstance(expr, sp.Sum):
-            head = p.doprint(sp.Sum(sp.Symbol("BODY"), *expr.limits)).replace("BODY", "").strip()
+            head = " ".join(p.sum_head(limit) for limit in expr.limits)
             body = self.pieces(expr.function)
             if isinstance(expr.function, sp.Add):
                 body[0], body[-1] = r"\bigl(" + body[0], body[-1] + r"\bigr)"
@@ -192,6 +192,8 @@ def render_document(result, report=None, lang: str = "en", layers=None) -> str:
         "act_entry": lambda l: printer.doprint(q.entry("a", l)[_J]),
         "delta_entry": lambda l: printer.doprint(q.entry("delta", l)[_J]),
         "derivations": {d.key: d for d in result.derivations},
+        "entry": lambda kind, l, *index: printer.doprint(q.entry(kind, l)[index]),
+        "bias_layers": [l for l, layer in enumerate(spec.layers, start=1) if layer.bias],
         "has": lambda key: key in {d.key for d in result.derivations},
         "gradient_tex": lambda name: printer.doprint(result.gradient(name)),
         "param_tex": lambda name: printer.doprint(q.matrix("W" if name[0] == "W" else "b", int(name[1:]))),

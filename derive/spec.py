@@ -15,6 +15,10 @@ from .errors import SpecError
 
 Size = Union[int, str]
 
+# Names a symbolic L2 strength may not take: index letters, the sample count, and the names the
+# notation profiles give the loss and the network's quantities (L = L * ... would be printed).
+L2_RESERVED = frozenset("i j k p q s m n e d f g h L J E W w b z a x y t o A X Y Z O G D T Theta theta "
+                           "delta Delta sigma pi".split())
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
 SPEC_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 NOTATIONS = ("nielsen", "ng", "rashid", "fromto", "rowvec")
@@ -214,6 +218,11 @@ def from_mapping(data: Any) -> NetworkSpec:
         reduction=str(raw_loss.get("reduction", "mean")),
         l2=l2,
     )
+    if isinstance(l2, str):
+        sizes = {str(x) for x in [data["input"], data.get("samples", 1)] + [layer.units for layer in layers]}
+        if l2 in L2_RESERVED or l2 in sizes:
+            raise SpecError("loss.l2", l2, "a number or a name of its own for the strength, such as lambda; "
+                            "this name already means a size, the sample count, an index, the loss or a quantity")
     symbols = data.get("symbols") or {}
     if not isinstance(symbols, dict):
         raise SpecError("symbols", symbols, "a mapping from symbol roles to names")

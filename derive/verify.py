@@ -82,7 +82,8 @@ class Meaning:
                 table.setdefault(base_name(name), kind)
         if self.n.bias_folded:
             table.pop(base_name(self.n.bias), None)
-            table[base_name(self.n.weights)] = "W"
+            for name in (self.n.weights, self.n.weight):     # Ng: Theta, and tilde Theta without column 0
+                table[base_name(name)] = "W"
         table["hat_y"] = "output"
         if self.n.output:
             table["y_out"] = "output"
@@ -221,10 +222,11 @@ def _value(t: Term, meaning: Meaning, ev: Evaluator, samples: int, env: dict | N
         data = num.name.endswith("_data")
         if meaning.table.get(num.name.removesuffix("_data")) != "L":
             raise DeriveError(f"claim: only derivatives of the loss are understood, not of {num.name!r}")
-        if data and meaning.table.get(den.name) in ("W", "b"):
-            raise DeriveError(f"claim: write the derivative of the whole loss by {den.name}, not of its data part")
         sym, _ = meaning.matrix(den)        # by a, z or delta the data part's derivative is the loss's
-        return _entry(np.asarray(ev(MatPartial(q.loss, sym)), dtype=float), _bind(den, env), meaning, sym)
+        import sympy as sp
+
+        loss = sp.Symbol("L_data") if data else q.loss
+        return _entry(np.asarray(ev(MatPartial(loss, sym)), dtype=float), _bind(den, env), meaning, sym)
     if t.op == "elementary":
         arg = np.asarray(_value(t.args[0], meaning, ev, samples, env), dtype=float)
         with np.errstate(all="ignore"):
@@ -497,7 +499,7 @@ def target(result, param: str) -> Term:
     n = meaning.n
     if kind == "delta":
         return Term("symbol", name=n.delta.lstrip("\\"), label=layer + n.node_shift, indices=indices)
-    name = (n.weights if kind == "W" else n.bias).lstrip("\\")
+    name = base_name(n.weights if kind == "W" else n.bias)
     if kind == "b" and n.bias_folded:
         raise DeriveError("--param b: in Ng's notation the bias is column 0 of Theta; verify the Theta matrix")
     return Term("partial", (Term("symbol", name=n.loss.lstrip("\\")),
@@ -671,7 +673,7 @@ def _mutations(t: Term, meaning: Meaning):
     if spec.loss.l2 is not None:
         lam = Term("symbol", name=meaning.l2) if meaning.l2 else Term("number", value=float(spec.loss.l2))
         for layer in range(1, meaning.q.depth + 1):
-            w = Term("symbol", name=meaning.n.weights.lstrip("\\"), label=layer)
+            w = Term("symbol", name=base_name(meaning.n.weights), label=layer)
             yield Term("add", (t, Term("mul", (lam, w)))), f"the L2 term is missing: + λ {render(w)}"
     subs = list(_subterms(t))
     for path, s in subs:

@@ -75,7 +75,7 @@ def test_seed001_hidden_delta_uses_theta_transpose_and_g_prime():
     lift = [s for s in result.get("delta", 1, "matrix").steps if s.kind == "matrix_lift"][0]
     assert lift.rhs == HadamardProduct(MatMul(Transpose(q.matrix("W", 2)), q.matrix("delta", 2)),
                                        Elementwise("sigmoid_prime", q.matrix("z", 1)))
-    assert p.doprint(lift.rhs) == r"\left(\left(\Theta^{(2)}\right)^{T} \delta^{(3)}\right) \odot g'(z^{(2)})"
+    assert p.doprint(lift.rhs) == r"\left(\left(\tilde{\Theta}^{(2)}\right)^{T} \delta^{(3)}\right) \odot g'(z^{(2)})"
 
 
 def test_seed001_theta_gradient_accumulates_over_m_samples_with_one_over_m():
