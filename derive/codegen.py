@@ -40,6 +40,8 @@ class _NumpyPrinter:
     def __call__(self, e) -> str:
         if isinstance(e, sp.MatrixSymbol):
             return self.name(e)
+        if isinstance(e, sp.OneMatrix):      # beside + - and * NumPy broadcasts the number
+            return "1.0"
         if getattr(e, "is_number", False):
             return repr(float(e))
         if isinstance(e, sp.Symbol):   # only m and the L2 strength occur; a user's name never reaches code
@@ -188,6 +190,13 @@ def generate(spec: NetworkSpec, layout: str = "column", dtype: str = "float64") 
         delta = result.get("delta", l, "matrix").result
         expr = _batchify(delta.rhs, q)
         for f in expr.atoms(Elementwise):
+            if f.function == "reciprocal":
+                from .errors import DeriveError
+
+                raise DeriveError(f"codegen: a {spec.layers[-1].activation} output with {spec.loss.kind} has no "
+                                  "derived form without a division by the output (1/a or 1/(1 - a), infinite where "
+                                  "an output reaches 0 or 1); code is generated for sigmoid with binary_cross_entropy "
+                                  "or cross_entropy, softmax with cross_entropy, and any output with squared_error")
             used.add(f.function)
         grad_lines.append((_in_place(f"Delta{l}", expr, P), _text(q.matrix("delta", l, True), q) + " = " + _text(expr, q)
                            + f"  (δ^{l} of each sample, one {'row' if P.row else 'column'} each)"))

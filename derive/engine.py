@@ -294,9 +294,14 @@ class _Builder:
                 mats.append(ActivationIdentity(cur_m, nxt_m, "matrix", (), (("activation", row.name),)))
                 cur, cur_m = nxt, nxt_m
             if simp is not None:
-                final = self.scale * (a[J] - y[J])
+                if simp.form == "a_minus_y":
+                    final, final_m = self.scale * (a[J] - y[J]), _scaled(self.scale, MatAdd(Ma, -My))
+                else:           # y (a - 1)
+                    ones = OneMatrix(*Ma.shape)
+                    final = self.scale * y[J] * (a[J] - 1)
+                    final_m = _scaled(self.scale, HadamardProduct(My, MatAdd(Ma, -ones)))
                 steps.append(Simplification(cur, final, "index", free, (("rule", simp.name), ("condition", simp.condition))))
-                mats.append(Simplification(cur_m, _scaled(self.scale, MatAdd(Ma, -My)), "matrix", (), (("rule", simp.name), ("condition", simp.condition))))
+                mats.append(Simplification(cur_m, final_m, "matrix", (), (("rule", simp.name), ("condition", simp.condition))))
             return steps, mats
         # softmax output: the full Jacobian
         jac = a[P] * (kd(P, J) - a[J])

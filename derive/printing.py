@@ -205,6 +205,10 @@ class DerivePrinter(LatexPrinter):
     def _print_OneMatrix(self, expr):
         return r"\mathbf{1}"
 
+    def _print_Identity(self, expr):
+        """SymPy turns a 1 x 1 matrix of ones into the identity; entry by entry it is the same 1."""
+        return r"\mathbf{1}" if expr.shape == (1, 1) else r"I_{%s}" % self._print(expr.shape[0])
+
     def _print_Transpose(self, expr):
         inner = self._print(expr.arg)
         if not isinstance(expr.arg, sp.MatrixSymbol) or "^" in inner:

@@ -237,6 +237,8 @@ def judge_equation(result, eq: PrintedEquation, meaning=None, instances=None) ->
                                      + (f", {where}" if where else "") + f": {_show(left)} against {_show(right)}")
         except (DeriveError, ShapeError) as exc:
             return Judgement(eq, "unreadable", str(exc).removeprefix("claim: "))
+        except (ArithmeticError, ValueError, IndexError, KeyError) as exc:   # a line that cannot be evaluated
+            return Judgement(eq, "unreadable", f"cannot evaluate it: {type(exc).__name__}: {exc}")
     if not compared:
         return Judgement(eq, "unreadable", "nothing was compared")
     return Judgement(eq, "correct")

@@ -88,8 +88,9 @@ class Breaker:
                 before = " ".join(p._factor_scalar(a) for a in args[: args.index(longest)])
                 after = " ".join(p._factor_scalar(a) for a in args[args.index(longest) + 1:])
                 inner = self.pieces(longest)
-                if isinstance(longest, sp.Add):
-                    inner[0], inner[-1] = r"\bigl(" + inner[0], inner[-1] + r"\bigr)"
+                if isinstance(longest, sp.Add):       # one at a time: inner may have a single piece
+                    inner[0] = r"\bigl(" + inner[0]
+                    inner[-1] = inner[-1] + r"\bigr)"
                 inner[0] = (before + " " + inner[0]).strip()
                 inner[-1] = (inner[-1] + " " + after).strip()
                 return inner
@@ -97,7 +98,8 @@ class Breaker:
             head = " ".join(p.sum_head(limit) for limit in expr.limits)
             body = self.pieces(expr.function)
             if isinstance(expr.function, sp.Add):
-                body[0], body[-1] = r"\bigl(" + body[0], body[-1] + r"\bigr)"
+                body[0] = r"\bigl(" + body[0]
+                body[-1] = body[-1] + r"\bigr)"
             body[0] = head + " " + body[0]
             return body
         return [p.doprint(expr)]

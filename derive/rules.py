@@ -211,11 +211,14 @@ class Simplification:
     activation: str
     loss: str
     condition: str = ""   # template key of the condition it relies on, e.g. targets sum to 1
+    form: str = "a_minus_y"   # delta^L = scale*(a - y), or "y_times_a_minus_one": scale*y*(a - 1)
 
 
 SIMPLIFICATIONS: tuple[Simplification, ...] = (
     Simplification("sigmoid_bce", "sigmoid", "binary_cross_entropy"),
     Simplification("softmax_ce", "softmax", "cross_entropy", condition="targets_sum_to_one"),
+    # -y/a times sigma' = a (1 - a): the a cancels, so no division by an output that may be 0
+    Simplification("sigmoid_ce", "sigmoid", "cross_entropy", form="y_times_a_minus_one"),
 )
 
 

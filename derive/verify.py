@@ -341,6 +341,9 @@ def _local_partial(t: Term, meaning: Meaning, ev: Evaluator, samples: int, env: 
     the oracle's backward pass instead (see the loss branch)."""
     num, den = t.args
     kind, layer, where = _storage_entry(den, meaning, env)
+    stored = ev.inst.value(kind, layer)
+    if not all(0 <= i < n for i, n in zip(where, stored.shape)):
+        raise ShapeError(f"{render(den)}: index out of range")
     values = []
     for h in (PARTIAL_EPS, -PARTIAL_EPS):
         moved = Evaluator(ev.inst.perturbed(kind, layer, where, h))

@@ -7,13 +7,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from derive import network
+from derive.errors import DeriveError
 from derive.checks import engine_gradients
 from derive.codegen import generate, load_module, train_xor
 from derive.engine import derive
 from derive.oracle import make_instance
 
 ACTS = ["identity", "sigmoid", "tanh", "relu", "leaky_relu", "softplus", "softmax"]
-OUTPUT_FOR_LOSS = {"squared_error": ACTS, "binary_cross_entropy": ["sigmoid", "softmax"],
+OUTPUT_FOR_LOSS = {"squared_error": ACTS, "binary_cross_entropy": ["sigmoid"],   # softmax + BCE: refused below
                    "cross_entropy": ["sigmoid", "softmax"]}
 
 
@@ -185,3 +186,21 @@ def test_workspace_is_reused_and_train_step_runs_one_forward_pass(tmp_path):
     assert len(calls) == 1 and value == expected_loss
     for name in params:
         assert np.allclose(params[name], before[name] - 0.1 * fresh[name], rtol=1e-12, atol=1e-15)
+
+
+def test_outputs_whose_delta_divides_by_the_output_are_refused_with_a_message():
+    """softmax + binary cross-entropy has no derived form without 1/a and 1/(1 - a): NaN where an
+    output reaches 0 or 1, so no code is generated for it."""
+    spec = network("s", 3, [(3, "softmax")], loss="binary_cross_entropy", samples="m")
+    with pytest.raises(DeriveError, match="division by the output"):
+        generate(spec)
+
+
+def test_sigmoid_with_cross_entropy_uses_the_cancelled_form():
+    """-y/a * a (1 - a) = y (a - 1): the generated delta never divides by A, and it stays finite
+    where an output underflows to 0."""
+    spec = network("s", 2, [(2, "sigmoid")], loss="cross_entropy", samples="m")
+    code = generate(spec)
+    statements = [line.split("#")[0] for line in code.splitlines() if not line.strip().startswith("#")]
+    assert not any("/ A" in s or "1.0 / (" in s for s in statements if "Delta" in s)
+    assert any("Delta1 = Y * (A1 - " in s for s in statements)

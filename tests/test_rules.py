@@ -87,9 +87,10 @@ def test_generic_loss_stand_in_gradient():
 @pytest.mark.parametrize("row", rules.SIMPLIFICATIONS, ids=lambda r: r.name)
 def test_simplification_rows_hold(row):
     act, loss = rules.activation(row.activation), rules.LOSSES[row.loss]
-    if not act.vector:   # sigmoid + BCE: dl/da * sigma' = c (a - y)
+    if not act.vector:   # sigmoid + BCE: dl/da * sigma' = c (a - y); sigmoid + CE: c y (a - 1)
         expr = loss.grad_entry(a, y, c) * act.derivative_in_output(a)
-        assert sp.simplify(expr - c * (a - y)) == 0
+        form = {"a_minus_y": c * (a - y), "y_times_a_minus_one": c * y * (a - 1)}[row.form]
+        assert sp.simplify(expr - form) == 0
     else:                # softmax + CE: sum_k (-c y_k / a_k) a_k (delta_kj - a_j) = c (a_j - y_j) when sum y = 1
         n = 3
         av, ys = sp.symbols("a1:4", positive=True), sp.symbols("y1:4", positive=True)
