@@ -228,16 +228,19 @@ NORMALIZE = (("−", "-"), ("σ", "\\sigma "), ("δ", "\\delta "), ("Δ", "\\Del
              ("′", "'"), ("\\hat{y}", "\\hat{y}"))
 
 
-def parse_claim(text: str) -> Term:
-    if len(text) > MAX_CHARS:
-        raise DeriveError(f"claim: {len(text)} characters is too long; at most {MAX_CHARS} are accepted")
+def parse_claim(text: str, scale: int = 1) -> Term:
+    """scale: a multiple of the limits, for derive's own printed lines (a written-out entry of a
+    deep concrete net is longer than any claim a user types)."""
+    max_chars, max_tokens = MAX_CHARS * scale, MAX_TOKENS * scale
+    if len(text) > max_chars:
+        raise DeriveError(f"claim: {len(text)} characters is too long; at most {max_chars} are accepted")
     if "\x00" in text:
         raise DeriveError("claim: contains a NUL byte; only printable text is accepted")
     for old, new in NORMALIZE:
         text = text.replace(old, new)
     tokens = len(re.findall(r"[A-Za-z]+|[0-9]+|[-+*/&^]", text))
-    if tokens > MAX_TOKENS:
-        raise DeriveError(f"claim: {tokens} symbols and operators is too long; at most {MAX_TOKENS} are accepted")
+    if tokens > max_tokens:
+        raise DeriveError(f"claim: {tokens} symbols and operators is too long; at most {max_tokens} are accepted")
     if text.count("{") != text.count("}"):
         raise DeriveError("claim: unbalanced braces { }")
     if re.search(r"\\(input|include|write|openin|openout|catcode|def|immediate|usepackage)\b", text):

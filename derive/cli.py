@@ -161,9 +161,9 @@ def graph_command(expression, at, gates, as_json, tex, pdf, lang, out_dir, name)
         for n in graph.inputs():
             click.echo(f"  df/d{n.name} = {n.grad:.6g}")
     if tex or pdf:
-        from .render import render_graph
+        from .documents import graph_document
 
-        for path in publish(render_graph(graph, expression, lang), out_dir, name, lang, pdf)[:2]:
+        for path in publish(graph_document(graph, expression, lang), out_dir, name, lang, pdf)[:2]:
             if path:
                 click.echo(str(path), err=True)
 
@@ -260,14 +260,13 @@ GRAPH_EXAMPLES = (   # the two figures of 002_*.txt
 
 
 def _demo_graphs(out_dir, pdf: bool):
-    from .documents import publish
+    from .documents import graph_document, publish
     from .graph import build
-    from .render import render_graph
 
     for name, text, point, gates in GRAPH_EXAMPLES:
         graph = build(text, point, gates=gates)
         for lang in ("en", "zh"):
-            tex_path, pdf_path, _ = publish(render_graph(graph, text, lang), out_dir, name, lang, pdf)
+            tex_path, pdf_path, _ = publish(graph_document(graph, text, lang), out_dir, name, lang, pdf)
         grads = ", ".join(f"df/d{n.name} = {n.grad:.2f}" for n in graph.inputs())
         click.echo(f"{pdf_path or tex_path}: f = {graph.nodes[graph.output].value:.2f}; {grads}")
 

@@ -96,3 +96,13 @@ def builtin_examples() -> list[NetworkSpec]:
     here = Path(__file__).resolve().parent
     folder = next(c for c in (here.parent / "examples", here / "examples") if any(c.glob("*.yaml")))
     return [load(path) for path in sorted(folder.glob("*.yaml"))]
+
+
+def graph_document(graph, expression: str, lang: str) -> str:
+    """The graph's figure and step table, with every printed number of the table read back."""
+    from .graph_readback import check_graph_table
+    from .render import render_graph
+
+    text = render_graph(graph, expression, lang)
+    check_graph_table(graph, text)
+    return text

@@ -52,8 +52,8 @@ class DerivePrinter(LatexPrinter):
             name = n.batch_input if batch else n.input
             clash = name == (n.batch_act if batch else n.act)    # Rashid's o: label the input layer too
             return self._sup(name, 0, node=True, entry=entry) if clash else name
-        if kind == "a" and layer == self.q.depth and n.output and not batch:
-            return n.output
+        if kind == "a" and layer == self.q.depth and n.output and not batch and self.q.sizes[-1] == 1:
+            return n.output                 # a name such as y_out is for a single output unit
         if kind in ("W", "b", "acc"):
             base = {"W": n.weight if entry else n.weights, "b": n.bias, "acc": n.accumulator}[kind]
             return self._sup(base, layer, node=False, entry=entry)

@@ -10,6 +10,7 @@ m, L^{(s)}, the accumulator) is read at the whole batch, with L the loss of the 
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from dataclasses import dataclass, replace
@@ -22,6 +23,7 @@ from .errors import DeriveError
 TRIALS = 3                  # instances per equation: the first three seeds (sizes vary with the seed)
 MAX_POINTS = 12             # index combinations per equation and instance
 RTOL, ATOL = 1e-6, 1e-9     # as the step checks
+PRINTED_SCALE = 40          # printed lines may be this many times a user's claim (written-out entries)
 
 
 @dataclass(frozen=True)
@@ -199,13 +201,19 @@ def _close(a, b) -> tuple[bool, float]:
     return worst <= 1.0, worst
 
 
+@functools.lru_cache(maxsize=4096)
+def _parse(text: str) -> Term:
+    """A chain prints each right side twice (as the next row's left side): read it once."""
+    return parse_claim(text, scale=PRINTED_SCALE)
+
+
 def judge_equation(result, eq: PrintedEquation, meaning=None, instances=None) -> Judgement:
     from .oracle import make_instance
     from .verify import Meaning, ShapeError, _value, free_letters, Evaluator
 
     meaning = meaning or Meaning(result)
     try:
-        lhs, rhs = meaning.normalize(parse_claim(eq.lhs)), meaning.normalize(parse_claim(eq.rhs))
+        lhs, rhs = (meaning.normalize(_parse(side)) for side in (eq.lhs, eq.rhs))
     except DeriveError as exc:
         return Judgement(eq, "unreadable", str(exc).removeprefix("claim: "))
     stray = [x for x in free_letters(rhs) if x not in free_letters(lhs)]

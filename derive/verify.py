@@ -46,6 +46,7 @@ class Verdict:
     fix: Term | None = None                            # the changed claim that is right, when one was found
     sides: dict | None = None                          # a derivation's wrong equality: both sides
     terms: list = field(default_factory=list)          # (file line, parsed term) of a derivation
+    fix_of: tuple | None = None                        # (what the fix equals, the anchor of its index letters)
 
     def to_json(self) -> dict:
         out = {"verdict": self.verdict, "first_wrong_line": self.first_wrong_line,
@@ -969,7 +970,8 @@ def verify_derivation(result, text: str, param: str | None = None) -> Verdict:
            (f"; later lines that are correct again: {again}" if again else "")
     sides = {"left": render(terms[index - 1][1]), "right": render(terms[index][1])}
     return Verdict(verdict.verdict, wrong, verdict.counterexample, f"line {wrong}: {verdict.diagnosis}{note}",
-                   lines=lines, fix=verdict.fix, terms=terms, sides=sides)
+                   lines=lines, fix=verdict.fix, terms=terms, sides=sides,
+                   fix_of=(terms[index - 1][1] if index > 1 or not param else first, first))
 
 
 # --------------------------------------------------------------------------- feedback document
@@ -1044,5 +1046,33 @@ def feedback_document(result, verdict: Verdict, param: str | None, lang: str = "
              "correct": next((l["correct"] for l in verdict.lines if l["line"] == n), True)}
             for k, (n, t) in enumerate(verdict.terms)]
     fix = term_latex(verdict.fix, meaning) if verdict.fix is not None else None
-    return environment().get_template("verify.tex.j2").render(
+    text = environment().get_template("verify.tex.j2").render(
         lang=lang, rows=rows, verdict=verdict, fix=fix, spec=result.spec)
+    _require_fix_reads_back(result, text, verdict)
+    return text
+
+
+FIX_MARK = re.compile(r"\\text\{(?:should be|应为) \} (.*?) && \\text\{")
+
+
+def _require_fix_reads_back(result, text: str, verdict: Verdict) -> None:
+    """The corrected line the document prints is read back from it and judged: a fix that does not
+    read back as equal to what it corrects is never handed to a student."""
+    from .errors import PrintedLineError
+
+    printed = FIX_MARK.findall(text)
+    if verdict.fix is None or verdict.fix_of is None:
+        if printed:
+            raise PrintedLineError("feedback: a corrected line is printed where none was found")
+        return
+    if len(printed) != 1:
+        raise PrintedLineError(f"feedback: {len(printed)} corrected lines printed, expected 1")
+    against, anchor = verdict.fix_of
+    try:
+        judged = judge(result, against, parse_claim(printed[0]), anchor=anchor, diagnose=False)
+    except DeriveError as exc:
+        judged = Verdict("unparseable", diagnosis=str(exc))
+    if judged.verdict != "correct":
+        line = next(n for n, l in enumerate(text.splitlines(), 1) if printed[0] in l)
+        raise PrintedLineError(f"feedback: the corrected line printed on line {line} does not read back as "
+                               f"correct ({judged.verdict}: {judged.diagnosis}); nothing was written: {printed[0]}")
