@@ -130,7 +130,7 @@ def check_step(step: Step, instances: list[Instance], key: str, position: int, r
                 excess = np.abs(lhs - rhs) / (STEP_ATOL + STEP_RTOL * scale)
                 worst = max(worst, float(np.max(excess)) if excess.size else 0.0)
                 points += 1
-    except (EvaluationError, KeyError, ValueError, FloatingPointError, ZeroDivisionError) as exc:
+    except (EvaluationError, KeyError, ValueError, IndexError, FloatingPointError, ZeroDivisionError) as exc:
         return StepCheck(key, position, step.kind, step.justified, False, float("inf"), points, f"cannot evaluate: {exc}")
     passed = worst <= 1.0 and points > 0
     return StepCheck(key, position, step.kind, step.justified, passed, worst, points,

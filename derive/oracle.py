@@ -307,6 +307,7 @@ def make_instance(q: Quantities, seed: int = 0, samples: int | None = None) -> I
         y = rng.dirichlet(np.ones(sizes[-1]), size=m).T
     x = rng.normal(size=(sizes[0], m))
     weights, biases = {}, {}
+    fallback = None
     for attempt in range(200):
         for l in range(1, len(sizes)):
             weights[l] = rng.normal(scale=1.2 / np.sqrt(sizes[l - 1]), size=(sizes[l], sizes[l - 1]))
@@ -315,10 +316,24 @@ def make_instance(q: Quantities, seed: int = 0, samples: int | None = None) -> I
         inst = Instance(q, sizes, m, dict(weights), dict(biases), x, y, constants, c,
                         1.0 / m if spec.loss.reduction == "mean" else 1.0, lam)
         if _away_from_kinks(inst):
-            return inst
+            if _alive(inst):
+                return inst
+            fallback = fallback or inst
+    if fallback is not None:        # no draw kept every layer alive: a vacuous comparison is still a true one
+        return fallback
     raise DeriveError("could not draw numeric values with every pre-activation at least "
                       f"{KINK_MARGIN} away from the activation kinks in 200 tries; "
                       "use smaller layers or a smooth activation (softplus, tanh) for a numeric check")
+
+
+def _alive(inst: Instance) -> bool:
+    """Every sample has a unit with a non-zero derivative in every layer: a layer of ReLUs that are all
+    off would make every delta below it 0, and a step checked there compares 0 with 0."""
+    for l in range(1, inst.depth + 1):
+        slope = inst.activation(l).numpy_derivative(inst.value("z", l))
+        if not np.all(np.any(slope != 0, axis=0)):
+            return False
+    return True
 
 
 def _away_from_kinks(inst: Instance) -> bool:

@@ -63,7 +63,10 @@ class DerivePrinter(LatexPrinter):
 
     def _print_Indexed(self, expr):
         atom = self.q.atom(expr.base.label)
-        name = self._name(atom.kind, atom.layer, atom.batch, entry=True)
+        # Unlabelled entries (Rashid's one-layer o_j, o_k) are told apart by their index letters; a
+        # written-out entry such as o_1 has no letter to tell, so it keeps its label.
+        lettered = not any(i.is_Integer for i in expr.indices)
+        name = self._name(atom.kind, atom.layer, atom.batch, entry=lettered)
         indices = [self._print(i) for i in expr.indices]
         if atom.kind == "L":
             return f"{name}^{{({indices[0]})}}"

@@ -117,6 +117,13 @@ class Meaning:
                         roles[s.name] = hits[0]
             roles.setdefault(self.n.index_name("k"), 0)
             roles.setdefault(self.n.index_name("j"), 1)
+            pairs = [s.indices for _, s in _subterms(t) if s.op == "iverson"]
+            for _ in pairs:                     # [i = j]: i runs where j does
+                for first, second in pairs:
+                    if first in roles and second not in roles:
+                        roles[second] = roles[first]
+                    elif second in roles and first not in roles:
+                        roles[first] = roles[second]
         act = base_name(self.n.act)
 
         def walk(s: Term) -> Term:
@@ -252,20 +259,27 @@ def _value(t: Term, meaning: Meaning, ev: Evaluator, samples: int, env: dict | N
     ones = [v for v in vals if isinstance(v, _Ones)]
     if ones and t.op in ("transpose", "neg", "mul"):
         if t.op == "transpose":
-            return vals[0]
+            return replace(vals[0], row=not vals[0].row)
         if t.op == "neg":
-            return _Ones(-vals[0].scale)
+            return replace(vals[0], scale=-vals[0].scale)
         a, b = vals                   # c 1, 1^T A (sums the rows of A), A 1 (sums its columns)
         if len(ones) == 1 and np.ndim(a if ones[0] is b else b) == 0:
-            return _Ones(ones[0].scale * float(a if ones[0] is b else b))
-        if isinstance(a, _Ones) and np.ndim(b) == 2 and b.shape[0] == 1 and b.shape[1] > 1:
-            return _Spread(a.scale * b)          # 1 b: the row b repeated, as many rows as its neighbour has
-        if isinstance(b, _Ones) and np.ndim(a) == 2 and a.shape[1] == 1 and a.shape[0] > 1:
-            return _Spread(b.scale * a)          # b 1^T: the column b repeated
+            one = ones[0]
+            return replace(one, scale=one.scale * float(a if one is b else b))
         if isinstance(a, _Ones) and not isinstance(b, _Ones) and np.ndim(b) == 2:
-            return a.scale * (np.ones((1, b.shape[0])) @ b)
+            if not a.row and b.shape[0] == 1:
+                return _Spread(a.scale * b)      # 1 b: the row b repeated, as many rows as its neighbour has
+            if a.row:
+                return a.scale * (np.ones((1, b.shape[0])) @ b)
         if isinstance(b, _Ones) and not isinstance(a, _Ones) and np.ndim(a) == 2:
-            return b.scale * (a @ np.ones((a.shape[1], 1)))
+            if b.row and a.shape[1] == 1:
+                return _Spread(b.scale * a)      # b 1^T: the column b repeated
+            if not b.row:
+                return b.scale * (a @ np.ones((a.shape[1], 1)))
+        side = a if isinstance(b, _Ones) else b
+        if np.ndim(side) == 2 and not isinstance(side, _Ones):
+            raise ShapeError(f"{render(t)}: a {'row' if (a if isinstance(a, _Ones) else b).row else 'column'} of ones "
+                             f"does not multiply a {side.shape[0]}x{side.shape[1]} matrix on that side")
         raise ShapeError(f"{render(t)}: a vector of ones needs a matrix beside it to know its length")
     vals = [v.scale if isinstance(v, _Ones) else v for v in vals]       # 1 - a: entry by entry
     spread = [v for v in vals if isinstance(v, _Spread)]
@@ -363,8 +377,10 @@ class _Spread:
 @dataclass(frozen=True)
 class _Ones:
     """scale · \\mathbf{1}: a vector of ones whose length comes from the matrix it multiplies;
-    beside + - ⊙ it is the number `scale` entry by entry, as documents write 1 - a."""
+    beside + - ⊙ it is the number `scale` entry by entry, as documents write 1 - a. \\mathbf{1} is a
+    column and \\mathbf{1}^T a row: 1^T A sums the rows of A, A 1 its columns, b 1^T and 1 b repeat b."""
     scale: float = 1.0
+    row: bool = False
 
 
 def _bind(t: Term, env: dict) -> Term:
