@@ -12,14 +12,13 @@ import sympy as sp
 from . import rules
 from .algebra import Quantities
 from .notation import Notation, profile
+from .escape import html_text, latex_text, python_string_body
 from .printing import DerivePrinter
 from .steps import STEP_KINDS, Derivation, Step
 
 LANGS = ("en", "zh")
 LINE_BUDGET = 68            # visible math characters per displayed line
 _INVISIBLE = re.compile(r"\\(left|right|bigl|bigr|mathrm|operatorname|mathbf|mathit)\b|\\[a-zA-Z]+|[{}^_&]")
-_LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 
 
 def templates_dir() -> Path:
@@ -31,9 +30,7 @@ def templates_dir() -> Path:
     raise FileNotFoundError("derive's templates are missing from this installation")
 
 
-def escape_text(text: str) -> str:
-    """Plain text (titles, names) made safe for LaTeX: every special character escaped."""
-    return "".join(_LATEX_SPECIALS.get(ch, ch) for ch in str(text))
+escape_text = latex_text      # the name templates and older callers use
 
 
 @functools.lru_cache(maxsize=1)
@@ -46,7 +43,9 @@ def environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
         keep_trailing_newline=True, autoescape=False,
     )
-    env.filters["esc"] = escape_text
+    env.filters["esc"] = latex_text
+    env.filters["py"] = python_string_body
+    env.filters["html"] = html_text
     env.filters["tex"] = _tex_filter
     return env
 

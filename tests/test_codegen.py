@@ -204,3 +204,19 @@ def test_sigmoid_with_cross_entropy_uses_the_cancelled_form():
     statements = [line.split("#")[0] for line in code.splitlines() if not line.strip().startswith("#")]
     assert not any("/ A" in s or "1.0 / (" in s for s in statements if "Delta" in s)
     assert any("Delta1 = Y * (A1 - " in s for s in statements)
+
+
+@pytest.mark.parametrize("title", ['x""" ; import os; open("CANARY", "w") ; """', "back\\slash \\N{x} \\", "é σ ∂ 😀 \u202e",
+                                   "line\nbreak\x07"])
+def test_titles_never_run_or_break_the_generated_module(tmp_path, title, monkeypatch):
+    """A spec's title reaches the module only through the Python-string escaping rule."""
+    monkeypatch.chdir(tmp_path)
+    spec = network("t", 2, [(2, "sigmoid")], loss="squared_error")
+    from dataclasses import replace as replace_field
+
+    code = generate(replace_field(spec, title=title))
+    compile(code, "model.py", "exec")
+    namespace = {}
+    exec(compile(code, "model.py", "exec"), namespace)          # importing the module must not run the title
+    assert not (tmp_path / "CANARY").exists()
+    assert namespace["__doc__"].startswith(title)
