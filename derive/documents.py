@@ -1,10 +1,10 @@
 """Build documents: derive, check, render, write atomically, compile."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .files import write_atomic  # noqa: F401  (the CLI writes code through documents.write_atomic)
 from .spec import NetworkSpec, load
 
 
@@ -17,24 +17,26 @@ class BuildOutcome:
     warnings: tuple[str, ...] = ()
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.part")
-    staging.write_text(text, encoding="utf-8")
-    os.replace(staging, path)
-
-
 def publish(text: str, out_dir: str | Path, stem: str, lang: str, pdf: bool) -> tuple[Path, Path | None, tuple]:
-    """Write DIR/<stem>.tex (<stem>.zh.tex in Chinese) atomically and, if asked, compile it
-    (xelatex + ctex for Chinese, pdflatex otherwise). Returns (tex, pdf or None, warnings)."""
-    from .pdf import compile_pdf
+    """Write DIR/<stem>.tex (<stem>.zh.tex in Chinese) and, if asked, its PDF (xelatex + ctex for
+    Chinese, pdflatex otherwise). The PDF is made first; the .tex and the PDF then replace the old
+    ones together, so a failed TeX run leaves both as they were. Without TeX the .tex is written
+    and the error names the packages to install. Returns (tex, pdf or None, warnings)."""
+    from .files import ensure_folder, write_together
+    from .pdf import TexMissing, compile_text
 
-    tex_path = Path(out_dir) / (f"{stem}.tex" if lang == "en" else f"{stem}.{lang}.tex")
-    write_atomic(tex_path, text)
+    tex_path = ensure_folder(out_dir) / (f"{stem}.tex" if lang == "en" else f"{stem}.{lang}.tex")
     if not pdf:
+        write_together({tex_path: text})
         return tex_path, None, ()
-    outcome = compile_pdf(tex_path, tex_path.with_suffix(".pdf"), engine="xelatex" if lang == "zh" else "pdflatex")
-    return tex_path, outcome.path, outcome.warnings
+    try:
+        data, warnings = compile_text(text, tex_path.name, engine="xelatex" if lang == "zh" else "pdflatex")
+    except TexMissing:
+        write_together({tex_path: text})
+        raise
+    pdf_path = tex_path.with_suffix(".pdf")
+    write_together({tex_path: text, pdf_path: data})
+    return tex_path, pdf_path, warnings
 
 
 def select_layers(text: str, depth: int) -> frozenset[int]:

@@ -34,14 +34,24 @@ def have_tex() -> bool:
 
 
 def compile_pdf(tex_path: Path, pdf_path: Path, engine: str = "pdflatex") -> PdfResult:
-    """Compile tex_path; on success move the PDF to pdf_path atomically, else leave it untouched."""
+    """Compile tex_path; on success replace pdf_path atomically, else leave it untouched."""
+    from .files import write_atomic
+
+    data, warnings = compile_text(Path(tex_path).read_text(encoding="utf-8"), Path(tex_path).name, engine)
+    write_atomic(pdf_path, data)
+    return PdfResult(Path(pdf_path), warnings)
+
+
+def compile_text(text: str, name: str, engine: str = "pdflatex") -> tuple[bytes, tuple[str, ...]]:
+    """The PDF of a LaTeX source (bytes) and its warnings, made in a temporary folder that is removed
+    afterwards, also when the run is interrupted. `name` names the source in error messages."""
     if not have_tex():
         raise TexMissing()
     flags = "-no-shell-escape -interaction=nonstopmode -halt-on-error -file-line-error"
     with tempfile.TemporaryDirectory(prefix="derive-tex-") as work:
         work_dir = Path(work)
         source = work_dir / "document.tex"
-        shutil.copyfile(tex_path, source)
+        source.write_text(text, encoding="utf-8")
         env = {**os.environ, "openin_any": "p", "openout_any": "p", "HOME": work, "TEXMFOUTPUT": work}
         program = "-pdfxe" if engine == "xelatex" else "-pdf"
         command = ["latexmk", "-norc", program, f"-{engine}={engine} {flags} %O %S", "-silent", source.name]
@@ -49,16 +59,12 @@ def compile_pdf(tex_path: Path, pdf_path: Path, engine: str = "pdflatex") -> Pdf
             proc = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True,
                                   timeout=TIMEOUT_SECONDS, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
-            raise TexError(f"LaTeX took longer than {TIMEOUT_SECONDS} s on {tex_path.name}; stopped") from None
+            raise TexError(f"LaTeX took longer than {TIMEOUT_SECONDS} s on {name}; stopped") from None
         log = _read(work_dir / "document.log")
         built = work_dir / "document.pdf"
         if proc.returncode != 0 or not built.is_file():
-            raise TexError(_error_message(tex_path, log or proc.stdout + proc.stderr))
-        pdf_path.parent.mkdir(parents=True, exist_ok=True)
-        staging = pdf_path.with_name(f".{pdf_path.name}.part")
-        shutil.copyfile(built, staging)
-        os.replace(staging, pdf_path)
-        return PdfResult(pdf_path, tuple(_warnings(log)))
+            raise TexError(_error_message(name, text, log or proc.stdout + proc.stderr))
+        return built.read_bytes(), tuple(_warnings(log))
 
 
 def _read(path: Path) -> str:
@@ -68,15 +74,15 @@ def _read(path: Path) -> str:
         return ""
 
 
-def _error_message(tex_path: Path, log: str) -> str:
+def _error_message(name: str, text: str, log: str) -> str:
     match = _ERROR.search(log)
     if not match:
         tail = "\n".join(log.strip().splitlines()[-8:])
-        return f"LaTeX failed on {tex_path.name}:\n{tail}"
+        return f"LaTeX failed on {name}:\n{tail}"
     number, message = int(match.group(1)), match.group(2)
-    lines = _read(tex_path).splitlines()
+    lines = text.splitlines()
     quoted = lines[number - 1].strip() if 0 < number <= len(lines) else "?"
-    return f"LaTeX failed on {tex_path.name}, line {number}: {message}\n    {quoted}"
+    return f"LaTeX failed on {name}, line {number}: {message}\n    {quoted}"
 
 
 def _warnings(log: str) -> list[str]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .claim import Term, parse_claim, render
+from .claim import Term, parse_claim
 from .errors import DeriveError
 
 TRIALS = 3                  # instances per equation: the first three seeds (sizes vary with the seed)
