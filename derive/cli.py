@@ -8,19 +8,44 @@ import click
 
 from .errors import DeriveError
 
-EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 1, 2, 3
+
+
+def _terminate(signum, frame):
+    """SIGTERM ends the run like Ctrl-C does: through the finally blocks, which remove temporary
+    folders and staging files."""
+    raise KeyboardInterrupt
 
 
 class _Group(click.Group):
     def invoke(self, ctx):
+        import signal
+
+        signal.signal(signal.SIGTERM, _terminate)
         try:
             return super().invoke(ctx)
         except DeriveError as exc:
             click.echo(f"derive: error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            click.echo("derive: interrupted; nothing half-written was left behind", err=True)
+            sys.exit(130)
+        except RecursionError:
+            click.echo("derive: error: the input is nested too deeply to process", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+        except MemoryError:
+            click.echo("derive: error: the input needs more memory than is available; make it smaller", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+        except Exception as exc:        # a defect of derive: one line, never a traceback
+            where = ctx.invoked_subcommand or "derive"
+            click.echo(f"derive: internal error in '{where}': {type(exc).__name__}: {str(exc)[:300]}. This is a "
+                       "defect of derive; please report it with the command and the input that caused it", err=True)
+            sys.exit(EXIT_INTERNAL)
 
 
-@click.group(cls=_Group)
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110, "terminal_width": 110})
 @click.version_option(package_name="derive")
 def main():
     """Derive, check and typeset backpropagation for a network described in YAML."""
