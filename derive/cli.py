@@ -2,13 +2,30 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
+import warnings
 
 import click
 
 from .errors import DeriveError
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 1, 2, 3
+
+
+def _finite(value):
+    """JSON has no NaN or Infinity: a value that is not finite is written as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _json(data, sort_keys: bool = False) -> str:
+    return json.dumps(_finite(data), indent=2, sort_keys=sort_keys, allow_nan=False)
 
 
 def _terminate(signum, frame):
@@ -22,6 +39,9 @@ class _Group(click.Group):
         import signal
 
         signal.signal(signal.SIGTERM, _terminate)
+        # NumPy's warnings would land in the middle of the output; a value that is not finite is
+        # reported as such wherever it matters (checks, verdicts, graphs)
+        warnings.simplefilter("ignore", RuntimeWarning)
         try:
             return super().invoke(ctx)
         except DeriveError as exc:
@@ -82,7 +102,7 @@ def check_command(spec_path, as_json, trials, printed):
         if printed:
             out["printed"] = {lang: r.to_json() for lang, r in readbacks.items()}
             out["passed"] = passed
-        click.echo(json.dumps(out, indent=2, sort_keys=True))
+        click.echo(_json(out, sort_keys=True))
     else:
         _print_report(spec, report, readbacks)
     sys.exit(0 if passed else EXIT_FAILED)
@@ -179,7 +199,7 @@ def graph_command(expression, at, gates, as_json, tex, pdf, lang, out_dir, name)
         raise DeriveError(f"--name: {name!r} is not accepted; expected letters, digits, '-' and '_'")
     graph = build(expression, parse_point(list(at)), gates=gates)
     if as_json:
-        click.echo(json.dumps(graph.to_json(), indent=2))
+        click.echo(_json(graph.to_json()))
     else:
         out = graph.nodes[graph.output]
         click.echo(f"f = {out.value:.6g}")
@@ -224,12 +244,9 @@ def verify_command(spec_path, param, claim_text, derivation_path, as_json, tex, 
             raise DeriveError("--claim needs --param, e.g. --param W2")
         verdict = verify_claim(result, param, claim_text)
     else:
-        try:
-            raw = Path(derivation_path).read_bytes()
-        except OSError as exc:
-            raise DeriveError(f"--derivation {derivation_path}: cannot read it ({exc.strerror})") from None
-        if len(raw) > 200_000:
-            raise DeriveError(f"--derivation: {len(raw)} bytes is too long; at most 200000 are accepted")
+        from .files import read_input
+
+        raw = read_input(derivation_path, 200_000, "--derivation")
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -244,7 +261,7 @@ def verify_command(spec_path, param, claim_text, derivation_path, as_json, tex, 
                 if path:
                     click.echo(str(path), err=True)
     if as_json:
-        click.echo(json.dumps(verdict.to_json(), indent=2))
+        click.echo(_json(verdict.to_json()))
     else:
         line = f" (first wrong line: {verdict.first_wrong_line})" if verdict.first_wrong_line else ""
         click.echo(f"{verdict.verdict}{line}: {verdict.diagnosis}")

@@ -15,6 +15,7 @@ from .errors import DeriveError
 
 MAX_CHARS = 10_000
 MAX_NESTING = 200
+MAX_OPERATIONS = 300      # operators and function calls: bounds the depth of every tree walk after parsing
 FUNCTIONS = ("exp", "log", "sqrt", "sigmoid", "tanh", "relu", "max")
 
 GRAMMAR = r"""
@@ -128,6 +129,10 @@ def parse(text: str) -> Node:
         if match.group(1).lower() not in FUNCTIONS + ("ln",):
             raise DeriveError(f"expression: unknown function {match.group(1)!r} at column {match.start(1) + 1}; "
                               f"functions: {', '.join(FUNCTIONS)} (and ln, \\sigma, \\frac, e^{{...}})")
+    operations = len(re.findall(r"[-+*/^]|\\frac|\\cdot|\\times|[A-Za-z]+\s*\(|\\[A-Za-z]+\{", text))
+    if operations > MAX_OPERATIONS:
+        raise DeriveError(f"expression: {operations} operations is too many; at most {MAX_OPERATIONS} are accepted "
+                          "(a graph of that many gates is already more than a page can show)")
     depth = 0
     for column, ch in enumerate(text, start=1):
         depth += ch in "({" and 1 or (-1 if ch in ")}" else 0)

@@ -69,3 +69,27 @@ def write_together(files: dict[Path, bytes | str]) -> None:
 
 def write_atomic(path: str | Path, data: bytes | str) -> None:
     write_together({Path(path): data})
+
+
+def read_input(path: str | Path, limit: int, what: str) -> bytes:
+    """A user's input file, read with a bound: regular files only (a FIFO, /dev/zero or a folder is
+    refused without blocking), and the size checked before a byte is read."""
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise DeriveError(f"{what} {str(path)!r}: cannot read it ({exc.strerror})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise DeriveError(f"{what} {str(path)!r}: not a regular file; give a file of text")
+        if info.st_size > limit:
+            raise DeriveError(f"{what} {str(path)!r}: {info.st_size} bytes is too large; at most {limit} are accepted")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise DeriveError(f"{what} {str(path)!r}: too large; at most {limit} bytes are accepted")
+    return data

@@ -217,7 +217,13 @@ def _forward(graph: Graph):
         gate = GATES[n.op]
         inputs = [graph.nodes[i].value for i in n.inputs]
         n.value = _apply(gate, inputs, n.const, f"node {n.id} ({n.op})")
-        n.local = tuple(float(d) for d in gate.local(inputs, n.value, n.const))
+        try:
+            n.local = tuple(float(d) for d in gate.local(inputs, n.value, n.const))
+        except (OverflowError, ZeroDivisionError, ValueError):
+            n.local = (math.inf,)
+        if not all(math.isfinite(d) for d in n.local):
+            raise DeriveError(f"at the given point, the derivative of node {n.id} ({n.op}) is infinite or not a "
+                              "number (e.g. the square root or x^0.5 at 0); choose another point")
 
 
 def _backward(graph: Graph):

@@ -37,7 +37,9 @@ class DerivePrinter(LatexPrinter):
     def _labels(self, entry: bool) -> bool:
         """Rashid leaves entries of a one-layer net unlabelled (j and k tell the layers apart);
         vectors and matrices keep their labels so input and output are never confused."""
-        return self.n.layer_labels == "always" or self.q.depth > 1 or not entry
+        return self.n.layer_labels == "always" or self.q.depth > 1 or not entry or self._numbered
+
+    _numbered = False        # printing a written-out entry (o_1): its label must tell the layer
 
     def _sup(self, base: str, layer: int, node: bool, entry: bool = True) -> str:
         return f"{base}^{{{self.n.label(layer, node)}}}" if self._labels(entry) else base
@@ -65,8 +67,11 @@ class DerivePrinter(LatexPrinter):
         atom = self.q.atom(expr.base.label)
         # Unlabelled entries (Rashid's one-layer o_j, o_k) are told apart by their index letters; a
         # written-out entry such as o_1 has no letter to tell, so it keeps its label.
-        lettered = not any(i.is_Integer for i in expr.indices)
-        name = self._name(atom.kind, atom.layer, atom.batch, entry=lettered)
+        self._numbered = any(i.is_Integer for i in expr.indices)
+        try:
+            name = self._name(atom.kind, atom.layer, atom.batch, entry=True)
+        finally:
+            self._numbered = False
         indices = [self._print(i) for i in expr.indices]
         if atom.kind == "L":
             return f"{name}^{{({indices[0]})}}"

@@ -25,8 +25,12 @@ NOTATIONS = ("nielsen", "ng", "rashid", "fromto", "rowvec")
 ACTIVATIONS = ("identity", "leaky_relu", "relu", "sigmoid", "softmax", "softplus", "tanh")
 LOSSES = ("binary_cross_entropy", "cross_entropy", "generic", "squared_error")
 REDUCTIONS = ("mean", "sum")
-MAX_LAYERS = 5000
-MAX_UNITS = 100_000
+# Limits, checked before any work: derive + every step check is about 2 ms per layer, and the
+# numeric oracle's cost grows with units^2 x samples per layer (see README, Limits).
+MAX_LAYERS = 1000
+MAX_UNITS = 10_000
+MAX_SAMPLES = 10_000
+MAX_UNITS_TIMES_SAMPLES = 1_000_000
 RESERVED_NAMES = ("i", "j", "k", "p", "q", "s", "L", "E", "J")
 
 
@@ -114,19 +118,50 @@ def _size(value: Any, field_name: str) -> Size:
             raise SpecError(field_name, value, "a symbol name other than " + ", ".join(RESERVED_NAMES) +
                             " (those letters are summation indices and the loss)")
         return value
-    raise SpecError(field_name, value, "a positive integer or a symbol name such as n_1 (letters, digits, _)")
+    raise SpecError(field_name, _short(value), "a positive integer or a symbol name such as n_1 (letters, digits, _)")
+
+
+MAX_NUMBER_CHARS = 40                      # 1/2, 0.001, 1e-3: a spec's constants are short
+NUMBER_RE = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d{1,3})?(/\d+)?$")
 
 
 def _number(value: Any, field_name: str, positive: bool = True) -> Fraction:
+    """A number read by Fraction after its form and size are checked: no 10^(10^8), no 5000 digits."""
     if isinstance(value, bool):
         raise SpecError(field_name, value, "a number such as 1, 0.5 or 1/2")
+    text = str(value).strip() if isinstance(value, (int, float, str)) else None
+    if isinstance(value, int) and abs(value) > 10 ** 12:
+        text = None
     try:
-        number = Fraction(str(value).strip()) if isinstance(value, (int, float, str)) else None
-    except (ValueError, ZeroDivisionError):
+        number = Fraction(text) if text is not None and len(text) <= MAX_NUMBER_CHARS and NUMBER_RE.match(text) \
+            else None
+    except (ValueError, ZeroDivisionError, OverflowError):
         number = None
+    if number is not None and not (Fraction(1, 10 ** 12) <= abs(number) <= 10 ** 12 or number == 0):
+        raise SpecError(field_name, _short(value), "a number between 1e-12 and 1e12")
     if number is None or (positive and number <= 0):
-        raise SpecError(field_name, value, "a positive number such as 1, 0.5 or 1/2" if positive else "a number")
+        raise SpecError(field_name, _short(value), "a positive number such as 1, 0.5 or 1/2" if positive else "a number")
     return number
+
+
+def _short(value: Any) -> str:
+    """A bounded picture of a bad value for a message: a YAML alias bomb or a megabyte string is
+    never expanded."""
+    import reprlib
+
+    shorten = reprlib.Repr()
+    shorten.maxstring, shorten.maxother, shorten.maxlevel = 60, 60, 2
+    shorten.maxlist = shorten.maxdict = shorten.maxtuple = 4
+    if isinstance(value, str) and len(value) <= 60:
+        return value
+    return _Verbatim(shorten.repr(value))
+
+
+class _Verbatim(str):
+    """Already a repr: SpecError's !r shows it as it is."""
+
+    def __repr__(self):
+        return str(self)
 
 
 def validate(spec: NetworkSpec) -> None:
@@ -163,8 +198,20 @@ def validate(spec: NetworkSpec) -> None:
         raise SpecError("loss.kind", loss.kind, "at least 2 output units for categorical cross-entropy "
                         "(use binary_cross_entropy for one unit)")
     for key, value in spec.symbols:
-        if not NAME_RE.match(key) or not isinstance(value, str) or len(value) > 40:
-            raise SpecError(f"symbols.{key}", value, "a symbol name mapped to a short name")
+        if not isinstance(key, str) or not NAME_RE.match(key) or not isinstance(value, str) or len(value) > 40:
+            raise SpecError(f"symbols.{str(key)[:40]}", _short(value), "a symbol name mapped to a short name")
+    from .notation import profile
+
+    profile(spec.notation, spec.symbols)        # every override refused here, before anything is written
+    if isinstance(spec.samples, int) and spec.samples > MAX_SAMPLES:
+        raise SpecError("samples", spec.samples, f"at most {MAX_SAMPLES} numeric samples; write a symbol such "
+                        "as m for a batch of any size")
+    width = spec.samples if isinstance(spec.samples, int) else 1
+    for number, units in enumerate([spec.input] + [layer.units for layer in spec.layers]):
+        if isinstance(units, int) and units * width > MAX_UNITS_TIMES_SAMPLES:
+            where = "input" if number == 0 else f"layers[{number}].units"
+            raise SpecError(where, units, f"at most {MAX_UNITS_TIMES_SAMPLES} units x samples per layer "
+                            f"({units} x {width} here); give the size as a symbol such as n_{number}")
 
 
 # ------------------------------------------------------------------------------ YAML
@@ -176,10 +223,10 @@ LOSS_FIELDS = ("kind", "scale", "reduction", "l2")
 
 def _check_fields(mapping: dict, accepted: tuple[str, ...], where: str) -> None:
     if not isinstance(mapping, dict):
-        raise SpecError(where or "spec", mapping, "a mapping with fields " + ", ".join(accepted))
+        raise SpecError(where or "spec", _short(mapping), "a mapping with fields " + ", ".join(accepted))
     for key in mapping:
         if key not in accepted:
-            raise SpecError(f"{where + '.' if where else ''}{key}", mapping[key],
+            raise SpecError(f"{where + '.' if where else ''}{str(key)[:40]}", _short(mapping[key]),
                             "no such field; accepted fields: " + ", ".join(accepted))
 
 
@@ -190,7 +237,7 @@ def from_mapping(data: Any) -> NetworkSpec:
             raise SpecError(required, None, "a value: this field is required")
     raw_layers = data["layers"]
     if not isinstance(raw_layers, list):
-        raise SpecError("layers", raw_layers, "a non-empty list of layers")
+        raise SpecError("layers", _short(raw_layers), "a non-empty list of layers")
     layers = []
     for number, raw in enumerate(raw_layers, start=1):
         where = f"layers[{number}]"
@@ -199,10 +246,10 @@ def from_mapping(data: Any) -> NetworkSpec:
             raise SpecError(f"{where}.units", None, "a positive integer or a symbol name: units is required")
         act = raw.get("activation", "sigmoid")
         if not isinstance(act, str):
-            raise SpecError(f"{where}.activation", act, "one of " + ", ".join(ACTIVATIONS))
+            raise SpecError(f"{where}.activation", _short(act), "one of " + ", ".join(ACTIVATIONS))
         bias = raw.get("bias", True)
         if not isinstance(bias, bool):
-            raise SpecError(f"{where}.bias", bias, "true or false")
+            raise SpecError(f"{where}.bias", _short(bias), "true or false")
         slope = _number(raw["slope"], f"{where}.slope") if "slope" in raw else None
         layers.append(Layer(units=_size(raw["units"], f"{where}.units"), activation=act, bias=bias, slope=slope))
     raw_loss = data.get("loss", {"kind": "squared_error"})
@@ -225,16 +272,25 @@ def from_mapping(data: Any) -> NetworkSpec:
                             "this name already means a size, the sample count, an index, the loss or a quantity")
     symbols = data.get("symbols") or {}
     if not isinstance(symbols, dict):
-        raise SpecError("symbols", symbols, "a mapping from symbol roles to names")
+        raise SpecError("symbols", _short(symbols), "a mapping from symbol roles to names")
     title = data.get("title", "")
     if not isinstance(title, str) or len(title) > 200:
-        raise SpecError("title", title, "a line of text (at most 200 characters)")
+        raise SpecError("title", _short(title), "a line of text (at most 200 characters)")
+    import unicodedata
+
+    odd = next((ch for ch in title if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn")), None)
+    if odd is not None:
+        raise SpecError("title", _short(title), f"printable text; U+{ord(odd):04X} is a control or formatting "
+                        "character (such as a line break or a right-to-left override)")
+    for key, value in symbols.items():
+        if not isinstance(key, str) or not isinstance(value, (str, int)) or isinstance(value, bool):
+            raise SpecError("symbols", _short(symbols), "a mapping from symbol roles (text) to names (text)")
     return NetworkSpec(
         name=str(data["name"]) if isinstance(data["name"], (str, int)) else data["name"],
         title=title, notation=data.get("notation", "nielsen"),
         input=_size(data["input"], "input"), layers=tuple(layers), loss=loss,
         samples=_size(data.get("samples", 1), "samples"),
-        symbols=tuple(sorted((str(k), v) for k, v in symbols.items())),
+        symbols=tuple(sorted((str(k), str(v)) for k, v in symbols.items())),
     )
 
 
@@ -244,17 +300,16 @@ MAX_SPEC_BYTES = 1_000_000
 def load(path: str | Path) -> NetworkSpec:
     import yaml
 
+    from .files import read_input
+
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise SpecError("spec file", str(path), f"a readable YAML file ({exc.strerror})") from None
-    if len(raw) > MAX_SPEC_BYTES:
-        raise SpecError("spec file", str(path), f"a YAML file under {MAX_SPEC_BYTES} bytes")
+    raw = read_input(path, MAX_SPEC_BYTES, "spec file")
     try:
         data = yaml.safe_load(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise SpecError("spec file", str(path), "UTF-8 text") from None
+    except RecursionError:
+        raise SpecError("spec file", str(path), "YAML nested less deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         place = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

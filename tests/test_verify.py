@@ -109,7 +109,7 @@ def test_nul_bytes_and_a_megabyte_are_refused(tmp_path):
     big = tmp_path / "big.tex"
     big.write_text("&= delta2 \\\\\n" * 100_000)
     proc = run("verify", str(EXAMPLES / "seed004_mlp_column.yaml"), "--derivation", str(big))
-    assert proc.returncode == 2 and "too long" in proc.stderr
+    assert proc.returncode == 2 and "too large" in proc.stderr
 
 
 def test_feedback_document_marks_the_wrong_line_and_shows_the_fix():
