@@ -310,6 +310,8 @@ def load(path: str | Path) -> NetworkSpec:
         raise SpecError("spec file", str(path), "UTF-8 text") from None
     except RecursionError:
         raise SpecError("spec file", str(path), "YAML nested less deeply") from None
+    except ValueError as exc:       # e.g. an integer of more than 4300 digits
+        raise SpecError("spec file", str(path), f"YAML whose values can be read ({str(exc)[:80]})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         place = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -30,6 +30,9 @@ MAX_PAIR_TERMS = 60        # two slips at once are looked for in claims up to th
 MAX_PAIR_TRIALS = 5000     # with at most this many pairs tried
 MAX_PAIR_SECONDS = 2.0     # and for at most this long
 MAX_SUM = 10_000           # the largest range a sum may run over
+MAX_SUM_WORK = 200_000     # the terms nested sums may add up to, together
+SIZE_GUESS = 10            # a sum up to a size (n_1, m) runs over a small concrete size when judged
+MAX_DERIVATION_LINES = 400
 
 
 class ShapeError(Exception):
@@ -292,8 +295,10 @@ def _value(t: Term, meaning: Meaning, ev: Evaluator, samples: int, env: dict | N
         return np.asarray(vals[0]).T
     if t.op == "neg":
         return -vals[0]
-    if t.op == "recip":
-        return 1.0 / vals[0]
+    if t.op == "recip":             # 1/0 is inf here, and a value that is not finite is never judged equal
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = np.divide(1.0, np.asarray(vals[0], dtype=float))
+        return float(out) if np.ndim(out) == 0 else out
     if t.op == "diag":
         v = np.asarray(vals[0], dtype=float)
         if np.ndim(v) != 2 or 1 not in v.shape:
@@ -561,6 +566,8 @@ def _close(a, b) -> bool:
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if a.shape != b.shape and not (a.size == b.size == 1):
         return False
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        return False                # inf "equals" inf only by a tolerance that scales with it: never a match
     scale = max(np.max(np.abs(a), initial=0), np.max(np.abs(b), initial=0), 1e-12)
     return bool(np.all(np.abs(a.reshape(b.shape) - b) <= ATOL * scale + RTOL * np.maximum(np.abs(a.reshape(b.shape)), np.abs(b))))
 
@@ -640,6 +647,11 @@ def judge(result, truth: Term, claim: Term, anchor: Term | None = None, diagnose
             claimed = _evaluate(claim, meaning, inst, letters)
         except ShapeError as exc:
             return wrong("shape_mismatch", {"sizes": list(inst.sizes), "problem": str(exc)}, str(exc))
+        if not np.all(np.isfinite(np.asarray(claimed, dtype=float))):
+            kind = "NaN" if np.any(np.isnan(np.asarray(claimed, dtype=float))) else "infinite"
+            return Verdict("incorrect", None, {"sizes": list(inst.sizes), "problem": f"the claim is {kind}"},
+                           f"the claim is {kind} at a random instance (sizes {list(inst.sizes)}), where the "
+                           "gradient is finite: a division by zero, a log of 0 or an overflow such as e^{710}")
         if np.shape(claimed) != np.shape(expected) and np.size(claimed) != np.size(expected) or (
                 np.ndim(claimed) and np.ndim(expected) and np.shape(claimed) != np.shape(expected)):
             return wrong("shape_mismatch", {"sizes": list(inst.sizes), "expected_shape": list(np.shape(expected)),
@@ -908,6 +920,8 @@ def verify_claim(result, param: str, text: str) -> Verdict:
         return Verdict("unparseable", None, None, str(exc))
     except RecursionError:
         return Verdict("unparseable", None, None, "claim: nested too deeply to evaluate")
+    except (ArithmeticError, ValueError) as exc:
+        return Verdict("unparseable", None, None, f"claim: cannot be evaluated ({type(exc).__name__}: {exc})")
     if verdict.verdict == "correct" and symbolically_equal(claim, engine_forms(result, param), Meaning(result)):
         verdict.diagnosis = "symbolically the engine's own result, and " + verdict.diagnosis
     return verdict
@@ -917,6 +931,18 @@ def _check_size(t: Term) -> None:
     count = sum(1 for _ in _subterms(t))
     if count > MAX_TERMS:
         raise DeriveError(f"claim: {count} operations is too large; at most {MAX_TERMS} are accepted")
+    work = _sum_work(t)
+    if work > MAX_SUM_WORK:
+        raise DeriveError(f"claim: its sums nest to about {work:.0f} terms; at most {MAX_SUM_WORK} are evaluated")
+
+
+def _sum_work(t: Term) -> float:
+    """How many terms the nested sums of t add up, with a sum up to a size taken as SIZE_GUESS."""
+    inner = max((_sum_work(a) for a in t.args), default=1.0)
+    if t.op != "sum":
+        return inner
+    upper = t.value if t.value is not None else SIZE_GUESS
+    return upper * inner
 
 
 def _top_level_parts(text: str) -> list[str]:
@@ -949,6 +975,9 @@ def verify_derivation(result, text: str, param: str | None = None) -> Verdict:
             if part.strip() or k == 0:
                 chain.append((number, part.strip()))
     chain = [(n, p) for n, p in chain if p]
+    if len(chain) > MAX_DERIVATION_LINES:
+        raise DeriveError(f"derivation: {len(chain)} equalities is too long; at most {MAX_DERIVATION_LINES} are "
+                          "checked (split it into parts)")
     if len(chain) < 2:
         raise DeriveError("derivation: no equality found; write lines such as "
                           "\\frac{\\partial L}{\\partial W^{2}} &= ... \\\\")
