@@ -17,12 +17,13 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .claim import Term, parse_claim
+from .claim import Term, parse_claim, render
 from .errors import DeriveError
 
 TRIALS = 3                  # instances per equation: the first three seeds (sizes vary with the seed)
 MAX_POINTS = 12             # index combinations per equation and instance
 RTOL, ATOL = 1e-6, 1e-9     # as the step checks
+MAX_SEEDS = 12             # instances tried in all when both sides are 0 at the first ones
 PRINTED_SCALE = 40          # printed lines may be this many times a user's claim (written-out entries)
 
 
@@ -152,9 +153,19 @@ def _uses_batch(t: Term, meaning) -> bool:
 
 def _letter_ranges(t: Term, meaning, ev, letters: list[str]) -> dict[str, int]:
     """How far each free index letter runs, from a symbol that carries it (sizes of the instance)."""
-    from .verify import _subterms
+    from .verify import ShapeError, _subterms
 
     ranges: dict[str, int] = {}
+    seen: dict[str, tuple[int, str]] = {}
+
+    def note(letter: str, size: int, where: Term) -> None:
+        """A free index runs over one range: w_{kj} with k over 1..1 beside a_k over 1..4 is a misprint."""
+        if letter in seen and seen[letter][0] != size:
+            raise ShapeError(f"index {letter} runs over 1..{seen[letter][0]} in {seen[letter][1]} but over "
+                             f"1..{size} in {render(where)}")
+        seen.setdefault(letter, (size, render(where)))
+        ranges.setdefault(letter, size)
+
     for _, s in _subterms(t):
         if s.sample in letters:
             ranges.setdefault(s.sample, ev.inst.samples)
@@ -167,16 +178,16 @@ def _letter_ranges(t: Term, meaning, ev, letters: list[str]) -> dict[str, int]:
         value = np.asarray(ev(sym))
         atom = meaning.q.atom(sym.name)
         for position, letter in enumerate(indices):
-            if letter not in letters or letter in ranges:
+            if letter not in letters:
                 continue
             if atom.kind == "W":
                 to_n, from_n = value.shape if meaning.q.layout == "column" else value.shape[::-1]
                 first, second = (to_n, from_n) if meaning.q.index_order == "to_from" else (from_n, to_n)
-                ranges[letter] = (first, second)[position]
+                note(letter, (first, second)[position], s)
             elif atom.batch:
-                ranges[letter] = value.shape[position]
+                note(letter, value.shape[position], s)
             else:
-                ranges[letter] = value.size
+                note(letter, value.size, s)
     return ranges
 
 
@@ -223,9 +234,10 @@ def judge_equation(result, eq: PrintedEquation, meaning=None, instances=None) ->
     whole = Term("sub", (lhs, rhs))
     letters = free_letters(whole)
     rng = np.random.default_rng(0)
-    instances = instances or [make_instance(result.quantities, seed) for seed in range(TRIALS)]
-    compared = 0
-    for inst in instances:
+    instances = list(instances or [make_instance(result.quantities, seed) for seed in range(TRIALS)])
+    compared, telling, extra = 0, 0, TRIALS
+    while instances:
+        inst = instances.pop(0)
         view = inst if batch or inst.samples == 1 else inst.sample_view(0)
         ev = Evaluator(view)
         try:
@@ -239,14 +251,19 @@ def judge_equation(result, eq: PrintedEquation, meaning=None, instances=None) ->
                     right = _value(rhs, meaning, Evaluator(view), view.samples, env)
                 ok, worst = _close(left, right)
                 compared += 1
+                telling += bool(np.any(np.asarray(left, dtype=float)) or np.any(np.asarray(right, dtype=float)))
                 if not ok:
                     where = ", ".join(f"{k} = {v}" for k, v in env.items())
                     return Judgement(eq, "wrong", f"the two sides differ at sizes {list(view.sizes)}"
                                      + (f", {where}" if where else "") + f": {_show(left)} against {_show(right)}")
         except (DeriveError, ShapeError) as exc:
             return Judgement(eq, "unreadable", str(exc).removeprefix("claim: "))
-        except (ArithmeticError, ValueError, IndexError, KeyError) as exc:   # a line that cannot be evaluated
+        except (ArithmeticError, ValueError, IndexError, KeyError, TypeError) as exc:   # cannot be evaluated
             return Judgement(eq, "unreadable", f"cannot evaluate it: {type(exc).__name__}: {exc}")
+        if not instances and not telling and extra < MAX_SEEDS:
+            # 0 = 0 everywhere so far (a ReLU unit off at every instance): a wrong line could pass; look on
+            instances.append(make_instance(result.quantities, extra))
+            extra += 1
     if not compared:
         return Judgement(eq, "unreadable", "nothing was compared")
     return Judgement(eq, "correct")

@@ -127,7 +127,9 @@ class Meaning:
                         roles[second] = roles[first]
                     elif second in roles and first not in roles:
                         roles[first] = roles[second]
-        act = base_name(self.n.act)
+        act, batch_act = base_name(self.n.act), base_name(self.n.batch_act)
+        shared_batch = shared and base_name(self.n.batch_input) == batch_act
+        unit = 1 if self.q.layout == "row" else 0          # which index of a batch entry names the unit
 
         def walk(s: Term) -> Term:
             if s.op == "symbol":
@@ -135,6 +137,9 @@ class Meaning:
                     return replace(s, name=s.name + "_col0", indices=s.indices[:1])
                 if shared and s.name == act and s.label is None and len(s.indices) == 1 and s.indices[0] in roles:
                     return replace(s, label=roles[s.indices[0]])
+                if shared_batch and s.name == batch_act and s.label is None and len(s.indices) == 2 \
+                        and s.indices[unit] in roles:                  # Rashid's O_{js}: the batch of o_j
+                    return replace(s, label=roles[s.indices[unit]])
                 return s
             return replace(s, args=tuple(walk(a) for a in s.args)) if s.args else s
         return walk(t)
@@ -579,7 +584,7 @@ def _evaluate(t: Term, meaning, inst, letters: tuple = ()):
     free = free_letters(t)
     if not free:
         value = _value(t, meaning, ev, inst.samples)
-        if isinstance(value, _Ones):
+        if isinstance(value, (_Ones, _Spread)):
             raise ShapeError(f"{render(t)}: a vector of ones alone has no length")
         return value
     stray = [f for f in free if not letters or f not in letters[1]]
