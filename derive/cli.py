@@ -89,7 +89,12 @@ def check_command(spec_path, as_json, trials, printed):
 
     spec = load(spec_path)
     result = derive(spec)
-    report = check(result, trials=trials)
+    try:
+        report = check(result, trials=trials)
+    except DeriveError as exc:          # e.g. no numeric instance could be drawn: --json still answers
+        if as_json:
+            click.echo(_json({"passed": False, "error": str(exc)}, sort_keys=True))
+        raise
     readbacks = {}
     if printed:
         from .readback import read_back
@@ -141,10 +146,14 @@ def build_command(spec_paths, out_dir, pdf, lang, layers):
     from .documents import build, select_layers
     from .spec import load
 
+    from .documents import require_typesettable_title
+
     specs = [load(path) for path in spec_paths]      # every spec is validated before anything is written
-    if layers:
-        for spec in specs:
+    for spec in specs:
+        if layers:
             select_layers(layers, spec.depth)
+        if pdf:
+            require_typesettable_title(spec.title, lang)
     failed = False
     for number, spec in enumerate(specs, start=1):
         if len(specs) > 1:
