@@ -39,7 +39,7 @@ GRAMMAR = r"""
     | "\\frac" "{" sum "}" "{" sum "}"                      -> frac
     | "\\frac" "{" PARTIAL SYMBOL "}" "{" PARTIAL SYMBOL "}" -> partial
     | "\\frac" "{" PARTIAL "}" "{" PARTIAL SYMBOL "}" primary  -> partial_of
-    | "[" SYMBOL "=" SYMBOL "]"       -> iverson
+    | "[" (SYMBOL | NUMBER) "=" (SYMBOL | NUMBER) "]"  -> iverson
     | FUNCTION "(" sum ")"            -> apply
     | DIAG "(" sum ")"                -> diag
     | ELEMENTARY "(" sum ")"          -> elementary
@@ -155,7 +155,7 @@ class _Build(Transformer):
 
     def iverson(self, left, right):
         """[j = k]: 1 when the two indices are equal (the Kronecker delta), else 0."""
-        letters = [_split_symbol(str(t))[0] for t in (left, right)]
+        letters = [int(str(t)) if str(t).isdigit() else _split_symbol(str(t))[0] for t in (left, right)]
         return Term("iverson", indices=tuple(letters))
 
     def mul_sum(self, left, token, body):

@@ -176,7 +176,10 @@ class DerivePrinter(LatexPrinter):
 
     def _print_Sum(self, expr):
         """One \\sum per index, outermost first (never SymPy's \\substack, which a reader of the
-        printed line would have to unpack)."""
+        printed line would have to unpack); a sum over a single value is its one term."""
+        expr = one_term(expr)
+        if not isinstance(expr, sp.Sum):
+            return self._print(expr)
         if len(expr.limits) > 1:
             return self.sum_head(expr.limits[0]) + " " + self._print(sp.Sum(expr.function, *expr.limits[1:]))
         return super()._print_Sum(expr)
@@ -250,6 +253,20 @@ class DerivePrinter(LatexPrinter):
         if isinstance(arg, (sp.MatAdd, sp.HadamardProduct, sp.MatMul)):
             return r"\left(%s\right)" % text
         return text
+
+
+def one_term(expr):
+    """A sum whose index runs over one value (a layer of one unit) written as that term: the limits
+    that run from a number to the same number are substituted away."""
+    if not isinstance(expr, sp.Sum):
+        return expr
+    body, kept = expr.function, []
+    for var, low, high in expr.limits:
+        if low.is_Integer and high.is_Integer and low == high:
+            body = body.xreplace({var: low})
+        else:
+            kept.append((var, low, high))
+    return sp.Sum(body, *kept) if kept else body
 
 
 def latex(expr, quantities: Quantities, notation: Notation) -> str:

@@ -13,7 +13,7 @@ from . import rules
 from .algebra import Quantities
 from .notation import Notation, profile
 from .escape import html_text, latex_text, python_string_body
-from .printing import DerivePrinter
+from .printing import DerivePrinter, one_term
 from .steps import STEP_KINDS, Derivation, Step
 
 LANGS = ("en", "zh")
@@ -93,7 +93,10 @@ class Breaker:
                 inner[0] = (before + " " + inner[0]).strip()
                 inner[-1] = (inner[-1] + " " + after).strip()
                 return inner
+        if isinstance(expr, sp.Sum) and not isinstance(one_term(expr), sp.Sum):
+            return self.pieces(one_term(expr))
         if isinstance(expr, sp.Sum):
+            expr = one_term(expr)
             head = " ".join(p.sum_head(limit) for limit in expr.limits)
             body = self.pieces(expr.function)
             if isinstance(expr.function, sp.Add):
@@ -151,6 +154,21 @@ def aligned_chain(derivation: Derivation, quantities: Quantities, notation: Nota
     return r"\begin{aligned}" + r" \\ ".join(rows) + r"\end{aligned}"
 
 
+def _single_term(step_or_expr) -> bool:
+    """Does the step's sum over its dummy (any sum of it, when it names none) run over one value, so
+    that the printer writes its one term (a layer of one unit)? The prose then says so."""
+    if isinstance(step_or_expr, Step):
+        dummy, exprs = step_or_expr.fact("dummy"), (step_or_expr.lhs, step_or_expr.rhs)
+    else:
+        dummy, exprs = None, (step_or_expr,)
+    for expr in exprs:
+        for total in (expr.atoms(sp.Sum) if isinstance(expr, sp.Basic) else ()):
+            for var, low, high in total.limits:
+                if (dummy is None or var == dummy) and low.is_Integer and high.is_Integer and low == high:
+                    return True
+    return False
+
+
 # ------------------------------------------------------------------------- documents
 _J, _K = sp.Symbol("j", integer=True, positive=True), sp.Symbol("k", integer=True, positive=True)
 
@@ -194,6 +212,7 @@ def render_document(result, report=None, lang: str = "en", layers=None) -> str:
         "delta_entry": lambda l: printer.doprint(q.entry("delta", l)[_J]),
         "derivations": {d.key: d for d in result.derivations},
         "entry": lambda kind, l, *index: printer.doprint(q.entry(kind, l)[index]),
+        "single": _single_term,
         "bias_layers": [l for l, layer in enumerate(spec.layers, start=1) if layer.bias],
         "has": lambda key: key in {d.key for d in result.derivations},
         "gradient_tex": lambda name: printer.doprint(result.gradient(name)),
