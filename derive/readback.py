@@ -139,7 +139,26 @@ def printed_equations(tex: str) -> list[PrintedEquation]:
         if not sep:
             raise DeriveError(f"read-back: the boxed result on line {line_of(box.start())} is not an equation")
         out.append(PrintedEquation(line_of(box.start()), lhs.strip(), rhs.strip()))
+    for inline in re.finditer(r"\\\((.*?)\\\)", tex, re.S):
+        # \( ... \) marks an equation in a sentence that states a fact about this network (the
+        # prose's schematic identities, such as sigma' = sigma (1 - sigma) in z, use $ ... $)
+        sides = _top_level_split(inline.group(1), "=")
+        if len(sides) < 2:
+            raise DeriveError(f"read-back: the inline equation on line {line_of(inline.start())} has no '='")
+        for left, right in zip(sides, sides[1:]):
+            out.append(PrintedEquation(line_of(inline.start()), left.strip(), right.strip()))
     return sorted(out, key=lambda e: e.line)
+
+
+def _top_level_split(text: str, separator: str) -> list[str]:
+    """text split at the separator where it is outside every bracket ([p = k] keeps its '=')."""
+    parts, depth, start = [], 0, 0
+    for k, ch in enumerate(text):
+        depth += 1 if ch in "([{" else -1 if ch in ")]}" else 0
+        if ch == separator and depth == 0:
+            parts.append(text[start:k])
+            start = k + 1
+    return parts + [text[start:]]
 
 
 # ---------------------------------------------------------------------------- judging

@@ -279,3 +279,15 @@ def test_feedback_fix_is_read_back(monkeypatch):
                         _orig(t, meaning).lstrip("-"))          # a writer that loses the sign it was to fix
     with pytest.raises(PrintedLineError, match="does not read back as correct"):
         verify.feedback_document(result, verdict, None, "en")
+
+
+def test_inline_equations_of_fact_are_read_back_and_a_dropped_bracket_is_caught():
+    """\\( ... \\) marks an equation in a sentence about this network (the activation's derivative):
+    it is read back like a displayed one."""
+    result, tex = document(example("seed004_mlp_column"))
+    inline = [e for e in printed_equations(tex) if e.lhs.startswith(r"\frac{\partial a^{1}_{i}}")]
+    assert inline and inline[0].rhs.startswith("[i = j]")
+    assert read_back(result, tex).passed
+    broken = tex.replace(r"\(\frac{\partial a^{1}_{i}}{\partial z^{1}_{j}} = [i = j] \, ",
+                         r"\(\frac{\partial a^{1}_{i}}{\partial z^{1}_{j}} = ", 1)
+    assert [j.equation.line for j in read_back(result, broken).failures] == [inline[0].line]
