@@ -32,6 +32,15 @@ def _sympy_gates():
     }
 
 
+def _const(node):
+    """A gate's constant as SymPy: exact when it is an integer (x^2, 2x), else a 30-digit float."""
+    import sympy as sp
+
+    if node.const is None:
+        return None
+    return sp.Integer(int(node.const)) if float(node.const).is_integer() else sp.Float(node.const, 30)
+
+
 def check_graph_table(graph, tex: str) -> int:
     """Raise PrintedLineError quoting the first table row whose numbers are not SymPy's; returns the
     number of printed numbers checked."""
@@ -49,9 +58,7 @@ def check_graph_table(graph, tex: str) -> int:
         if n.op == "input":
             expr[n.id] = sp.Symbol(n.name, real=True)
             continue
-        c = sp.nsimplify(n.const) if n.const is not None and float(n.const).is_integer() else \
-            (sp.Float(n.const, 30) if n.const is not None else None)
-        expr[n.id] = gates[n.op]([expr[i] for i in n.inputs], c)
+        expr[n.id] = gates[n.op]([expr[i] for i in n.inputs], _const(n))
     for target in graph.nodes:          # the output with node `target` replaced by a symbol
         built = {}
         for n in graph.nodes:
@@ -60,9 +67,7 @@ def check_graph_table(graph, tex: str) -> int:
             elif n.op == "input":
                 built[n.id] = expr[n.id]
             else:
-                c = sp.nsimplify(n.const) if n.const is not None and float(n.const).is_integer() else \
-                    (sp.Float(n.const, 30) if n.const is not None else None)
-                built[n.id] = gates[n.op]([built[i] for i in n.inputs], c)
+                built[n.id] = gates[n.op]([built[i] for i in n.inputs], _const(n))
         with_hole[target.id] = built[graph.output]
     checked = 0
 
@@ -76,9 +81,7 @@ def check_graph_table(graph, tex: str) -> int:
         expected = {"value": [true_value], "upstream": [true_grad], "gradient": [true_grad]}
         if n.op != "input":
             args = [sp.Dummy() for _ in n.inputs]
-            c = sp.nsimplify(n.const) if n.const is not None and float(n.const).is_integer() else \
-                (sp.Float(n.const, 30) if n.const is not None else None)
-            gate = gates[n.op](args, c)
+            gate = gates[n.op](args, _const(n))
             inputs = {a: sp.Float(value(expr[i]), 30) for a, i in zip(args, n.inputs)}
             expected["local"] = [float(sp.N(sp.diff(gate, a).subs(inputs), 20)) for a in args]
         printed = {"value": m.group(3), "local": m.group(4), "upstream": m.group(5), "gradient": m.group(6)}

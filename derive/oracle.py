@@ -20,6 +20,8 @@ LOCAL_EPS = 1e-4
 KINK_MARGIN = 1e-3   # well above every finite-difference step (<= 1e-5 in z)
 SYMBOLIC_SIZES = (3, 2, 4, 3, 2, 4)   # distinct neighbours, so a missing transpose cannot fit
 SYMBOLIC_SAMPLES = 3
+MAX_INSTANCE_WEIGHTS = 2_000_000
+MAX_INSTANCE_VALUES = 20_000_000
 
 
 COMPLEX_STEP = 1e-30
@@ -284,6 +286,13 @@ def make_instance(q: Quantities, seed: int = 0, samples: int | None = None) -> I
     sizes, m = concrete_sizes(q, seed)
     if samples is not None:
         m = samples
+    weights_count = sum(a * b for a, b in zip(sizes[1:], sizes[:-1]))
+    values_count = sum(sizes) * m
+    if weights_count > MAX_INSTANCE_WEIGHTS or values_count > MAX_INSTANCE_VALUES:
+        # every numeric instance (checks, verify, read-back) is made here: one budget, before the work
+        raise DeriveError(f"{weights_count} weights and {values_count} activations are too many for a numeric "
+                          f"instance (at most {MAX_INSTANCE_WEIGHTS} and {MAX_INSTANCE_VALUES}); give the sizes as "
+                          "symbols (n_1, m, ...) to check and judge at small concrete sizes")
     spec = q.spec
     loss = rules.LOSSES[spec.loss.kind]
     scale = spec.loss.scale

@@ -153,3 +153,28 @@ EXPR_PIECES = st.sampled_from(["x", "y", "+", "-", "*", "/", "^", "(", ")", "exp
 def test_fuzzed_expressions_keep_the_four_promises(tmp_path_factory, pieces, value):
     run_case(Case("fuzz-graph", ("graph", "".join(pieces), "--at", f"x={value}", "--at", f"y={value}", "--json"),
                   exits=(0, 2)), tmp_path_factory.mktemp("fuzz"))
+
+
+@pytest.mark.pdf
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGINT"])
+def test_a_build_stopped_by_a_signal_leaves_no_temporary_folder_and_no_partial_file(tmp_path, signum):
+    import shutil
+    import signal
+    import time
+
+    if shutil.which("latexmk") is None:
+        pytest.skip("needs latexmk")
+    temp, out = tmp_path / "tmp", tmp_path / "out"
+    temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "derive.cli", "build", str(ROOT / "examples" / "three_layers.yaml"),
+                             "-o", str(out), "--pdf", "--lang", "zh"], env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list(temp.glob("derive-tex-*")) and proc.poll() is None:
+        time.sleep(0.05)                 # wait until TeX is running in its temporary folder
+    assert list(temp.glob("derive-tex-*")), "TeX never started"
+    proc.send_signal(getattr(signal, signum))
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "Traceback" not in stderr, stderr
+    assert not list(temp.glob("derive-tex-*")), "the temporary TeX folder survived the signal"
+    assert not list(out.glob("*")) if out.exists() else True      # nothing half-written, nothing at all

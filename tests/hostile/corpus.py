@@ -184,6 +184,11 @@ def _claim_cases() -> list[Case]:
              {"good.yaml": GOOD}),
         Case("claim-param-missing-layer", ("verify", "good.yaml", "--param", "W9", "--claim", "x"), {"good.yaml": GOOD}),
         Case("claim-no-param", ("verify", "good.yaml", "--claim", "x"), {"good.yaml": GOOD}),
+        Case("claim-wide-network", ("verify", "wide.yaml", "--param", "W2", "--claim", "x"),
+             {"wide.yaml": "name: w\ninput: 3000\nlayers: [{units: 3000, activation: tanh}, {units: 2}]\n"}),
+        Case("check-wide-deep", ("check", "wide.yaml"),
+             {"wide.yaml": "name: w\ninput: 1000\nlayers: [" + ", ".join(["{units: 1000, activation: tanh}"] * 40)
+              + "]\n"}),
         Case("derivation-7000-lines", ("verify", "good.yaml", "--derivation", "d.tex", "--json"),
              {"good.yaml": GOOD, "d.tex": "\\frac{\\partial L}{\\partial W^{2}} &= \\delta^{2} (a^{1})^{T} \\\\\n" +
               "&= \\delta^{2} (a^{1})^{T} \\\\\n" * 7000}, exits=(0, 1, 2)),
