@@ -223,6 +223,16 @@ class Instance:
             clone.y = base
         else:
             clone.overrides = {**self.overrides, (kind, layer): base}
+        # forward values upstream of the moved entry stay valid: keep them, so a deep network does not
+        # recompute its whole forward pass for every local derivative
+        if kind == "y":
+            first = self.depth + 1                  # the targets move the loss only
+        elif kind == "a":
+            first = layer + 1 if layer else 0        # a^l moved: z^l still holds; x moved: nothing does
+        else:
+            first = layer                            # W^l, b^l or z^l moved: layers before l hold
+        clone._cache = {key: value for key, value in self._cache.items()
+                        if len(key) == 2 and key[0] in ("z", "a") and key[1] is not None and key[1] < first}
         return clone
 
     def sample_view(self, s: int) -> "Instance":

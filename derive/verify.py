@@ -144,6 +144,12 @@ class Meaning:
             return replace(s, args=tuple(walk(a) for a in s.args)) if s.args else s
         return walk(t)
 
+    def size_names(self) -> dict:
+        """n_2, n2 -> the size symbol (or number) of the network, m -> the sample count."""
+        if not hasattr(self, "_size_names"):
+            self._size_names = {str(s).replace("_", ""): s for s in self.q.sizes + (self.q.samples,)}
+        return self._size_names
+
     def is_loss(self, t: Term, total: bool = False) -> bool:
         """L (or L_data, L^{(s)}) as a symbol of its own; total: only the loss the oracle differentiates
         backwards (L or L_data of the instance, not one sample's L^{(s)} within a batch)."""
@@ -426,8 +432,7 @@ def _upper(t: Term, meaning: Meaning, ev: Evaluator) -> int:
     size = None
     if t.indices:                                   # \sum_{k=1}^{n_2}: a size symbol of the spec
         name = t.indices[0]
-        size = next((s for s in meaning.q.sizes + (meaning.q.samples,) if str(s) in (name, name.replace("_", ""))
-                     or str(s).replace("_", "") == name.replace("_", "")), None)
+        size = meaning.size_names().get(name.replace("_", ""))
         if size is None:
             raise DeriveError(f"claim: the upper limit {name!r} of a sum is not a size of this network; sizes: "
                               + ", ".join(str(s) for s in meaning.q.sizes))
