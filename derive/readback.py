@@ -163,13 +163,6 @@ def _top_level_split(text: str, separator: str) -> list[str]:
 
 # ---------------------------------------------------------------------------- judging
 
-def _uses_batch(t: Term, meaning) -> bool:
-    if t.op == "symbol":
-        kind = meaning.table.get(t.name, "")
-        return kind.startswith("batch_") or kind == "acc" or t.name == "m" or t.sample is not None
-    return any(_uses_batch(a, meaning) for a in t.args)
-
-
 def _letter_ranges(t: Term, meaning, ev, letters: list[str]) -> dict[str, int]:
     """How far each free index letter runs, from a symbol that carries it (sizes of the instance)."""
     from .verify import ShapeError, _subterms
@@ -249,7 +242,12 @@ def judge_equation(result, eq: PrintedEquation, meaning=None, instances=None) ->
     stray = [x for x in free_letters(rhs) if x not in free_letters(lhs)]
     if stray:       # y = f(z_k) says nothing about which k; true at most by accident of a size 1
         return Judgement(eq, "wrong", f"index {stray[0]} is free on the right side but not on the left")
-    batch = _uses_batch(lhs, meaning) or _uses_batch(rhs, meaning)
+    mixed = meaning.mixed_symbol(Term("sub", (lhs, rhs)))
+    if mixed is not None:
+        from .verify import mixed_message
+
+        return Judgement(eq, "unreadable", mixed_message(mixed))
+    batch = meaning.uses_batch(lhs) or meaning.uses_batch(rhs)
     whole = Term("sub", (lhs, rhs))
     letters = free_letters(whole)
     rng = np.random.default_rng(0)

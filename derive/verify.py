@@ -35,6 +35,9 @@ SIZE_GUESS = 10            # a sum up to a size (n_1, m) runs over a small concr
 MAX_DERIVATION_LINES = 400
 
 
+PER_SAMPLE_KINDS = ("z", "a", "delta", "input", "y", "output")
+
+
 class ShapeError(Exception):
     pass
 
@@ -198,10 +201,20 @@ class Meaning:
         return self.q.matrix(kind, self.layer(kind, t.label), batch), batch
 
     def uses_batch(self, t: Term) -> bool:
+        """A batch symbol (X, A, Delta, the accumulator, m, L^{(s)}); the ones vector is neither."""
         if t.op == "symbol":
             kind = self.table.get(t.name, "")
-            return kind.startswith("batch_") or kind == "acc" or t.name in ("m", "ones")
+            return kind.startswith("batch_") or kind == "acc" or t.name == "m" or t.sample is not None
         return any(self.uses_batch(a) for a in t.args)
+
+    def mixed_symbol(self, t: Term) -> Term | None:
+        """A per-sample symbol (x, a, z, delta, y) in a term that also has batch symbols: per-sample
+        symbols stay per-sample, so such a term has no reading (delta^2 (a^1)^T / m is not the batch's
+        Delta^2 (A^1)^T / m). None when the term does not mix them."""
+        if not self.uses_batch(t):
+            return None
+        return next((s for _, s in _subterms(t) if s.op == "symbol" and s.sample is None and
+                     self.table.get(s.name) in PER_SAMPLE_KINDS), None)
 
 
 # ---------------------------------------------------------------------------- evaluation
@@ -498,7 +511,22 @@ def _same_shape(a, b, op, t):
                          f"{np.shape(b)[0]}x{np.shape(b)[1]} matrix")
 
 
+def mixed_message(symbol: Term) -> str:
+    return (f"the claim mixes the per-sample {render(symbol)} with batch symbols (m, the batch matrices, the "
+            f"accumulator): a per-sample symbol is one sample's; write the batch's matrices (e.g. Delta, A, X) "
+            f"throughout, or leave out m and the batch symbols for one sample")
+
+
 def _activation(t: Term, meaning: Meaning):
+    row = _activation_row(t, meaning)
+    if t.prime and row.vector:
+        raise DeriveError(f"claim: {render(t)}: {row.name} has a Jacobian, not an entry-wise derivative; with "
+                          "cross-entropy the output delta is a - y, otherwise write the Jacobian "
+                          "(\\operatorname{diag}(a) - a a^T) times the gradient")
+    return row
+
+
+def _activation_row(t: Term, meaning: Meaning):
     from . import rules
 
     arg = t.args[0]
@@ -640,6 +668,9 @@ def judge(result, truth: Term, claim: Term, anchor: Term | None = None, diagnose
     meaning = Meaning(result)
     truth, claim = meaning.normalize(truth), meaning.normalize(claim)
     anchor = meaning.normalize(anchor) if anchor is not None else None
+    mixed = meaning.mixed_symbol(claim)
+    if mixed is not None:
+        return Verdict("unparseable", diagnosis=mixed_message(mixed))
     batch = meaning.uses_batch(claim) or meaning.uses_batch(truth)
     instances = _telling_instances(result, batch, truth, meaning, anchor)
 

@@ -229,3 +229,68 @@ def test_instances_where_the_gradient_vanishes_are_not_enough_to_pass_a_claim():
     right = verify_claim(result, "W1", r"\frac{\partial L}{\partial a^{1}} \odot \operatorname{ReLU}'(z^{1}) x^{T}")
     wrong = verify_claim(result, "W1", r"-\frac{\partial L}{\partial a^{1}} \odot \operatorname{ReLU}'(z^{1}) x^{T}")
     assert right.verdict == "correct" and wrong.verdict == "incorrect" and "sign" in wrong.diagnosis
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+@given(networks())
+def test_a_correct_claim_changed_by_a_factor_or_a_transpose_is_never_correct(spec):
+    """Metamorphic: if c is judged correct, then 2c, (1/m) c (m != 1) and c^T (non-square) are not."""
+    result = derive(spec)
+    printer = DerivePrinter(result.quantities, profile(spec.notation, spec.symbols))
+    for name in result.parameters:
+        if spec.notation == "ng" and name.startswith("b"):
+            continue
+        tex = printer.doprint(result.gradient(name))
+        if verify_claim(result, name, tex).verdict != "correct":
+            continue
+        changed = [f"2 \\left({tex}\\right)", f"\\left({tex}\\right)^{{T}}"]
+        if spec.samples != 1:
+            changed.append(f"\\frac{{1}}{{m}} \\left({tex}\\right)")
+        for claim in changed:
+            verdict = verify_claim(result, name, claim)
+            square = verdict.verdict == "correct" and "^{T}" in claim[-5:]
+            assert verdict.verdict != "correct" or square and _is_symmetric_case(result, name), (name, claim)
+
+
+def _is_symmetric_case(result, name):
+    """A transpose cannot be seen on a 1 x 1 parameter or where both sizes are 1."""
+    from derive.oracle import make_instance
+
+    inst = make_instance(result.quantities, 0)
+    value = (inst.weights if name[0] == "W" else inst.biases)[int(name[1:])]
+    return value.shape[0] == value.shape[1]
+
+
+def test_softmax_has_no_entrywise_derivative_in_a_claim():
+    from derive import network
+
+    result = derive(network("s", 2, [(3, "softmax")], loss="cross_entropy"))
+    for claim in (r"(a^{1} - y) \odot \operatorname{softmax}'(z^{1}) x^{T}", r"(a^{1} - y) \odot f'(z^{1}) x^{T}",
+                  r"(a^{1} - y) \odot g'(z^{1}) x^{T}"):
+        verdict = verify_claim(result, "W1", claim)
+        assert verdict.verdict != "correct" and "Jacobian" in verdict.diagnosis, (claim, verdict)
+    assert verify_claim(result, "W1", r"(a^{1} - y) x^{T}").verdict == "correct"
+
+
+def test_per_sample_and_batch_symbols_never_both_pass():
+    """delta (a)^T and (1/m) delta (a)^T differ by a factor: they cannot both be correct. A claim that
+    mixes per-sample symbols with m or the batch matrices is refused with a message saying so."""
+    from derive import network
+
+    result = derive(network("b", 2, [(3, "tanh"), (2, "sigmoid")], loss="squared_error", samples="m"))
+    per_sample = verify_claim(result, "W2", r"\delta^{2} (a^{1})^{T}")
+    mixed = verify_claim(result, "W2", r"\frac{1}{m}\delta^{2} (a^{1})^{T}")
+    batch = verify_claim(result, "W2", r"\frac{1}{m}\Delta^{2} (A^{1})^{T}")
+    assert per_sample.verdict == "correct" and batch.verdict == "correct"
+    assert mixed.verdict == "unparseable" and "per-sample" in mixed.diagnosis
+    assert verify_claim(result, "W2", r"\Delta^{2} (A^{1})^{T}").verdict == "incorrect"
+
+
+def test_a_claim_that_is_not_finite_is_never_correct():
+    from derive import network
+
+    result = derive(network("f", 2, [(3, "tanh"), (1, "sigmoid")]))
+    for claim in (r"e^{710} \delta^{2} (a^{1})^{T}", r"\frac{1}{0}", r"\log(0) \delta^{2} (a^{1})^{T}",
+                  r"\frac{\delta^{2} (a^{1})^{T}}{a^{2} - a^{2}}"):
+        verdict = verify_claim(result, "W2", claim)
+        assert verdict.verdict in ("incorrect", "unparseable", "shape_mismatch"), (claim, verdict)
