@@ -223,9 +223,9 @@ class _Build(Transformer):
         return Term("transpose", (a,))
 
 
-NORMALIZE = (("−", "-"), ("σ", "\\sigma "), ("δ", "\\delta "), ("Δ", "\\Delta "), ("Θ", "\\Theta "), ("θ", "\\theta "),
-             ("∂", "\\partial "), ("ᵀ", "^T"), ("⊤", "^T"), ("·", "*"), ("×", "*"), ("（", "("), ("）", ")"),
-             ("′", "'"), ("\\hat{y}", "\\hat{y}"))
+NORMALIZE = (("−", "-"), ("ᵀ", "^T"), ("⊤", "^T"), ("·", "*"), ("×", "*"), ("（", "("), ("）", ")"), ("′", "'"))
+GREEK = (("σ", "\\sigma"), ("δ", "\\delta"), ("Δ", "\\Delta"), ("Θ", "\\Theta"), ("θ", "\\theta"),
+         ("∂", "\\partial"), ("λ", "\\lambda"))
 
 
 def parse_claim(text: str, scale: int = 1) -> Term:
@@ -238,6 +238,8 @@ def parse_claim(text: str, scale: int = 1) -> Term:
         raise DeriveError("claim: contains a NUL byte; only printable text is accepted")
     for old, new in NORMALIZE:
         text = text.replace(old, new)
+    for letter, command in GREEK:        # δ^{2} is \delta^{2}; δx is \delta x
+        text = re.sub(letter + r"(?=[A-Za-z])", lambda _, c=command: c + " ", text).replace(letter, command)
     tokens = len(re.findall(r"[A-Za-z]+|[0-9]+|[-+*/&^]", text))
     if tokens > max_tokens:
         raise DeriveError(f"claim: {tokens} symbols and operators is too long; at most {max_tokens} are accepted")

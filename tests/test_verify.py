@@ -294,3 +294,12 @@ def test_a_claim_that_is_not_finite_is_never_correct():
                   r"\frac{\delta^{2} (a^{1})^{T}}{a^{2} - a^{2}}"):
         verdict = verify_claim(result, "W2", claim)
         assert verdict.verdict in ("incorrect", "unparseable", "shape_mismatch"), (claim, verdict)
+
+
+@pytest.mark.parametrize("param, claim", [
+    ("W2", "δ^{2} (a^{1})ᵀ"), ("W1", "(W^{2})ᵀ δ^{2} ⊙ σ′(z^{1}) x^T"), ("W1", "((W^{2})^T δ^{2}) ⊙ σ'(z^{1}) xᵀ"),
+    ("W2", "δ2 (a1)ᵀ"),
+])
+def test_unicode_claims_read_as_their_latex(param, claim):
+    result = result_for("seed004_mlp_column")
+    assert verify_claim(result, param, claim).verdict == "correct", claim
