@@ -67,7 +67,7 @@ FUNCTION.3: /(\\sigma|\\operatorname\{(ReLU|relu|softmax|softplus|LReLU|id)\}|\\
 SYMBOL.2: /(y_\{\\mathrm\{out\}\}|y_\{\\text\{out\}\}|y_\{out\}|y_out|\\hat\{y\}|\\hat y|\\mathbf\{[A-Za-z1]\}|[A-Z]_\{\\mathrm\{data\}\}|\\mathit\{[A-Za-z]{1,12}\}|\\boldsymbol\{\\delta\}|\\tilde\{\\Theta\}|\\(delta|Delta|Theta|theta|lambda)|delta|Delta|Theta|theta|lambda|[A-Za-z])(\^\{\([a-z]\)\}|(\^\{\(?[0-9]+\)?\}|\^\([0-9]+\)|\^[0-9])(_\{[0-9a-z]+(,\s?[0-9a-z]+)?\}|_\{\\cdot\s?0\}|_[0-9a-z])?|(_\{[0-9a-z]+(,\s?[0-9a-z]+)?\}|_[0-9a-z])(\^\{\(?[0-9]+\)?\}|\^\([0-9]+\)|\^[0-9])?|[0-9]+)?/
 NUMBER: /[0-9]+(\.[0-9]+)?/
 %ignore /\s+/
-%ignore /\\left|\\right|\\[,;!]|\\bigl|\\bigr|\\Bigl|\\Bigr/
+%ignore /\\left\.|\\right\.|\\left|\\right|\\[,;!]|\\bigl|\\bigr|\\Bigl|\\Bigr|\\qquad|\\quad|\\displaystyle/
 """
 
 _PARSER = Lark(GRAMMAR, parser="lalr")
@@ -238,6 +238,7 @@ def parse_claim(text: str, scale: int = 1) -> Term:
         raise DeriveError("claim: contains a NUL byte; only printable text is accepted")
     for old, new in NORMALIZE:
         text = text.replace(old, new)
+    text = re.sub(r"\\mathrm\{d\}\s*", r"\\partial ", text)         # d/dw written upright: a partial here
     for letter, command in GREEK:        # δ^{2} is \delta^{2}; δx is \delta x
         text = re.sub(letter + r"(?=[A-Za-z])", lambda _, c=command: c + " ", text).replace(letter, command)
     tokens = len(re.findall(r"[A-Za-z]+|[0-9]+|[-+*/&^]", text))

@@ -989,8 +989,8 @@ def _sum_work(t: Term) -> float:
 def _top_level_parts(text: str) -> list[str]:
     """Split at '=' outside braces, so \\sum_{k=1} stays whole."""
     parts, depth, start = [], 0, 0
-    for i, ch in enumerate(text):
-        depth += (ch == "{") - (ch == "}")
+    for i, ch in enumerate(text):          # [j = k] and \sum_{k=1} keep their '='
+        depth += (ch in "{[(") - (ch in "}])")
         if ch == "=" and depth == 0:
             parts.append(text[start:i])
             start = i + 1
@@ -1007,10 +1007,15 @@ def verify_derivation(result, text: str, param: str | None = None) -> Verdict:
     for number, raw in enumerate(text.splitlines(), start=1):
         if LINE_SKIP.match(raw):
             continue
-        line = re.sub(r"\\\\\s*$|\\nonumber|\\notag|\\label\{[^}]*\}", "", raw)
+        line = re.sub(r"(?<!\\)%.*$", "", raw)                      # a comment, not \%
+        line = re.sub(r"\\\\\s*$|\\nonumber|\\notag|\\(label|tag|text|mbox|intertext)\{[^}]*\}", " ", line)
+        continues = bool(re.match(r"\s*&\s*\\q?quad", line))           # &\qquad ...: a broken line goes on
         line = re.sub(r"&\s*=", "=", line).strip().lstrip("&").strip()     # keep the & of a bmatrix
         line = re.sub(r"^\\\[|\\\]$|^\$\$|\$\$$", "", line).strip().rstrip(",.")
-        if not line:
+        if not re.sub(r"\\(q?quad|[,;!])|\s", "", line):
+            continue
+        if continues and len(_top_level_parts(line)) == 1 and chain:
+            chain[-1] = (chain[-1][0], chain[-1][1] + " " + line)
             continue
         for k, part in enumerate(_top_level_parts(line)):
             if part.strip() or k == 0:

@@ -303,3 +303,23 @@ def test_a_claim_that_is_not_finite_is_never_correct():
 def test_unicode_claims_read_as_their_latex(param, claim):
     result = result_for("seed004_mlp_column")
     assert verify_claim(result, param, claim).verdict == "correct", claim
+
+
+def test_the_layout_of_a_real_align_block_is_read(tmp_path):
+    """Comments, \\nonumber, \\tag, \\label, \\text, \\quad, \\left. \\right., blank lines, a bracket with
+    '=' inside, and a broken line continued with &\\qquad as derive prints it."""
+    result = result_for("seed004_mlp_column")
+    text = "\n".join([
+        r"\begin{align}",
+        r"\frac{\partial L}{\partial W^{2}} &= \frac{\partial L}{\partial z^{2}} \left(a^{1}\right)^{T} \nonumber \\ % chain",
+        r"  &\qquad \text{(by the chain rule)} \\",
+        r"  &= \left. \delta^{2} (a^{1})^{T} \right. \quad \tag{1} \label{eq:w2} \\",
+        "",
+        r"  &= \delta^{2}\, (a^{1})^{\top} \; \\",
+        r"  &= \sum_{p=1}^{1} [p = 1] \delta^{2}_{p}",
+        r"  &\qquad (a^{1})^{T}",
+        r"\end{align}"])
+    verdict = verify_derivation(result, text)
+    assert verdict.verdict == "correct", verdict.diagnosis
+    wrong = verify_derivation(result, text.replace(r"[p = 1] \delta", r"2 [p = 1] \delta"))
+    assert wrong.verdict == "incorrect" and wrong.first_wrong_line == 7
