@@ -103,6 +103,8 @@ def _blank_commands(text: str, command: str) -> str:
 def printed_equations(tex: str) -> list[PrintedEquation]:
     """Every displayed equation of a document: align* rows (a row '&= rhs' continues from the
     right side before it, a row '&\\qquad ...' continues a broken right side) and boxed results."""
+    from .verify import _top_level_parts
+
     out: list[PrintedEquation] = []
     line_of = lambda offset: tex.count("\n", 0, offset) + 1
     for block in re.finditer(r"\\begin\{align\*\}(.*?)\\end\{align\*\}", tex, re.S):
@@ -142,26 +144,13 @@ def printed_equations(tex: str) -> list[PrintedEquation]:
     for inline in re.finditer(r"\\\((.*?)\\\)", tex, re.S):
         # \( ... \) marks an equation in a sentence that states a fact about this network (the
         # prose's schematic identities, such as sigma' = sigma (1 - sigma) in z, use $ ... $)
-        sides = _top_level_split(inline.group(1), "=")
+        sides = _top_level_parts(inline.group(1))
         if len(sides) < 2:
             raise DeriveError(f"read-back: the inline equation on line {line_of(inline.start())} has no '='")
         for left, right in zip(sides, sides[1:]):
             out.append(PrintedEquation(line_of(inline.start()), left.strip(), right.strip()))
     return sorted(out, key=lambda e: e.line)
 
-
-def _top_level_split(text: str, separator: str) -> list[str]:
-    """text split at the separator where it is outside every bracket ([p = k] keeps its '=')."""
-    parts, depth, start = [], 0, 0
-    for k, ch in enumerate(text):
-        depth += 1 if ch in "([{" else -1 if ch in ")]}" else 0
-        if ch == separator and depth == 0:
-            parts.append(text[start:k])
-            start = k + 1
-    return parts + [text[start:]]
-
-
-# ---------------------------------------------------------------------------- judging
 
 def _letter_ranges(t: Term, meaning, ev, letters: list[str]) -> dict[str, int]:
     """How far each free index letter runs, from a symbol that carries it (sizes of the instance)."""
