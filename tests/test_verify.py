@@ -200,16 +200,25 @@ def test_only_the_first_wrong_line_is_diagnosed_so_long_wrong_derivations_stay_f
     assert not any(line["follows_from_previous"] or line["correct"] for line in verdict.lines[1:])
 
 
+def printer_for(result):
+    return DerivePrinter(result.quantities, profile(result.spec.notation, result.spec.symbols))
+
+
+def printed_gradients(result, printer):
+    """(parameter, its gradient as a derive document prints it); Ng's bias is column 0 of Theta and is
+    verified with it."""
+    for name in result.parameters:
+        if not (result.spec.notation == "ng" and name.startswith("b")):
+            yield name, printer.doprint(result.gradient(name))
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 @given(networks())
 def test_every_gradient_derive_prints_is_judged_correct_and_its_negation_a_sign_error(spec):
     """The printer and the claim grammar agree: a formula copied from a derive document verifies."""
     result = derive(spec)
-    printer = DerivePrinter(result.quantities, profile(spec.notation, spec.symbols))
-    for name in result.parameters:
-        if spec.notation == "ng" and name.startswith("b"):
-            continue                                   # Ng's bias is column 0 of Theta: verified with it
-        tex = printer.doprint(result.gradient(name))
+    printer = printer_for(result)
+    for name, tex in printed_gradients(result, printer):
         verdict = verify_claim(result, name, tex)
         assert verdict.verdict == "correct", (name, tex, verdict.diagnosis)
         negated = verify_claim(result, name, f"-\\left({tex}\\right)")
@@ -236,11 +245,7 @@ def test_instances_where_the_gradient_vanishes_are_not_enough_to_pass_a_claim():
 def test_a_correct_claim_changed_by_a_factor_or_a_transpose_is_never_correct(spec):
     """Metamorphic: if c is judged correct, then 2c, (1/m) c (m != 1) and c^T (non-square) are not."""
     result = derive(spec)
-    printer = DerivePrinter(result.quantities, profile(spec.notation, spec.symbols))
-    for name in result.parameters:
-        if spec.notation == "ng" and name.startswith("b"):
-            continue
-        tex = printer.doprint(result.gradient(name))
+    for name, tex in printed_gradients(result, printer_for(result)):
         if verify_claim(result, name, tex).verdict != "correct":
             continue
         changed = [f"2 \\left({tex}\\right)", f"\\left({tex}\\right)^{{T}}"]
