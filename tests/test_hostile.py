@@ -178,3 +178,16 @@ def test_a_build_stopped_by_a_signal_leaves_no_temporary_folder_and_no_partial_f
     assert proc.returncode != 0 and "Traceback" not in stderr, stderr
     assert not list(temp.glob("derive-tex-*")), "the temporary TeX folder survived the signal"
     assert not list(out.glob("*")) if out.exists() else True      # nothing half-written, nothing at all
+
+
+def test_concurrent_builds_into_one_folder_never_collide(tmp_path):
+    """Four builds of the same spec into one folder at once: all succeed, no staging file is left, and
+    the document is whole (its last line is the end of the document)."""
+    spec = ROOT / "examples" / "seed004_mlp_column.yaml"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-m", "derive.cli", "build", str(spec), "-o", str(tmp_path)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    results = [p.communicate(timeout=120) + (p.returncode,) for p in procs]
+    assert all(code == 0 for _, _, code in results), results
+    assert not list(tmp_path.glob(".*part"))
+    assert (tmp_path / "seed004_mlp_column.tex").read_text().rstrip().endswith(r"\end{document}")
