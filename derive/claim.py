@@ -64,7 +64,7 @@ DIAG.3: /\\operatorname\{diag\}|\\mathrm\{diag\}|diag(?=\s*(\\left)?\s*\()/
 PARTIAL: "\\partial"
 TRANSPOSE: /\^\{\s*(T|\\top|\\intercal|\\mathsf\{T\}|\\mathsf T|\\mathrm\{T\})\s*\}|\^(T|\\top|\\intercal)(?![A-Za-z])|\.T(?![A-Za-z0-9])/
 FUNCTION.3: /(\\sigma|\\operatorname\{(ReLU|relu|softmax|softplus|LReLU|id)\}|\\text\{(ReLU|relu)\}|\\tanh|sigmoid|sigma|softplus|relu|tanh|g|f)('|\\prime|\^\{\\prime\})?(?=\s*(\\left)?\s*\()/
-SYMBOL.2: /(y_\{\\mathrm\{out\}\}|y_\{\\text\{out\}\}|y_\{out\}|y_out|\\hat\{y\}|\\hat y|\\mathbf\{[A-Za-z1]\}|[A-Z]_\{\\mathrm\{data\}\}|\\mathit\{[A-Za-z]{1,12}\}|\\boldsymbol\{\\delta\}|\\tilde\{\\Theta\}|\\(delta|Delta|Theta|theta|lambda)|delta|Delta|Theta|theta|lambda|[A-Za-z])(\^\{\([a-z]\)\}|(\^\{\(?[0-9]+\)?\}|\^\([0-9]+\)|\^[0-9])(_\{[0-9a-z]+(,\s?[0-9a-z]+)?\}|_\{\\cdot\s?0\}|_[0-9a-z])?|(_\{[0-9a-z]+(,\s?[0-9a-z]+)?\}|_[0-9a-z])(\^\{\(?[0-9]+\)?\}|\^\([0-9]+\)|\^[0-9])?|[0-9]+)?/
+SYMBOL.2: /(y_\{\\mathrm\{out\}\}|y_\{\\text\{out\}\}|y_\{out\}|y_out|\\hat\{y\}|\\hat y|\\mathbf\{[A-Za-z1]\}|[A-Z]_\{\\mathrm\{data\}\}|\\mathit\{[A-Za-z]{1,12}\}|\\boldsymbol\{\\delta\}|\\tilde\{\\Theta\}|\\(delta|Delta|Theta|theta|lambda)|delta|Delta|Theta|theta|lambda|[A-Za-z])(\^\{\([a-z]\)\}|(\^\{\(?[0-9]+\)?(\([a-z]\))?\}|\^\([0-9]+\)|\^[0-9])(_\{[0-9a-z]+(,\s?[0-9a-z]+)?\}|_\{\\cdot\s?0\}|_[0-9a-z])?|(_\{[0-9a-z]+(,\s?[0-9a-z]+)?\}|_[0-9a-z])(\^\{\(?[0-9]+\)?\}|\^\([0-9]+\)|\^[0-9])?|[0-9]+)?/
 NUMBER: /[0-9]+(\.[0-9]+)?/
 %ignore /\s+/
 %ignore /\\left\.|\\right\.|\\left|\\right|\\[,;!]|\\bigl|\\bigr|\\Bigl|\\Bigr|\\qquad|\\quad|\\displaystyle/
@@ -105,6 +105,10 @@ def _symbol_term(token: str) -> Term:
     sample = re.search(r"\^\{\(([a-z])\)\}", token)
     if sample:
         token = token[:sample.start()] + token[sample.end():]
+    else:                                            # delta^{2(i)}, a^{(2)(i)}: layer and sample together
+        sample = re.search(r"(?<=[0-9)])\(([a-z])\)(?=\})", token)
+        if sample:
+            token = token[:sample.start()] + token[sample.end():]
     column0 = re.search(r"_\{\\cdot\s?0\}", token)      # Ng's bias column: Theta^{(l)}_{.0}
     if column0:
         token = token[:column0.start()] + token[column0.end():]

@@ -240,6 +240,8 @@ def _value(t: Term, meaning: Meaning, ev: Evaluator, samples: int, env: dict | N
             return float(ev.inst.constants[sp.Symbol(meaning.l2)])
         if meaning.is_loss(t):
             return _loss_value(t, ev, env)
+        if t.sample is not None:
+            return _sample_value(t, meaning, ev, env)
         sym, _ = meaning.matrix(t)
         return _entry(np.asarray(ev(sym), dtype=float), _bind(t, env), meaning, sym)
     if t.op == "iverson":
@@ -354,6 +356,25 @@ def _loss_value(t: Term, ev: Evaluator, env: dict) -> float:
             raise ShapeError(f"{render(t)}: sample {s} is out of range 1..{losses.size}")
         return float(losses[s - 1])
     return float(ev.inst.value("L_data" if t.name.endswith("_data") else "L"))
+
+
+def _sample_value(t: Term, meaning: Meaning, ev: Evaluator, env: dict):
+    """x^{(i)}, delta^{2(i)}: the quantity of sample i, taken from the batch's matrix (a column, or a
+    row in the row layout), then read like the per-sample symbol."""
+    s = env.get(t.sample, t.sample)
+    if isinstance(s, str):
+        raise DeriveError(f"claim: sample index {s!r} of {render(t)} is neither summed over nor free")
+    sym, _ = meaning.matrix(replace(t, sample=None, indices=()))
+    atom = meaning.q.atom(sym.name)
+    if atom.kind not in ("z", "a", "delta", "y") or atom.batch:
+        raise DeriveError(f"claim: {render(t)}: only x, a, z, delta and y have a value per sample")
+    whole = np.asarray(ev(meaning.q.matrix(atom.kind, atom.layer, True)), dtype=float)
+    row = meaning.q.layout == "row"
+    count = whole.shape[0] if row else whole.shape[1]
+    if not 1 <= s <= count:
+        raise ShapeError(f"{render(t)}: sample {s} is out of range 1..{count}")
+    one = whole[[s - 1], :] if row else whole[:, [s - 1]]
+    return _entry(one, _bind(replace(t, sample=None), env), meaning, sym)
 
 
 def _storage_entry(t: Term, meaning: Meaning, env: dict) -> tuple[str, int, tuple[int, int]]:

@@ -328,3 +328,15 @@ def test_the_layout_of_a_real_align_block_is_read(tmp_path):
     assert verdict.verdict == "correct", verdict.diagnosis
     wrong = verify_derivation(result, text.replace(r"[p = 1] \delta", r"2 [p = 1] \delta"))
     assert wrong.verdict == "incorrect" and wrong.first_wrong_line == 7
+
+
+def test_per_sample_superscripts_read_as_one_sample_of_the_batch():
+    from derive import network
+
+    result = derive(network("b", 2, [(3, "tanh"), (2, "sigmoid")], loss="squared_error", samples="m"))
+    mean = r"\frac{1}{m}\sum_{i=1}^{m} \delta^{2(i)} (a^{1(i)})^{T}"
+    assert verify_claim(result, "W2", mean).verdict == "correct"
+    summed = verify_claim(result, "W2", r"\sum_{i=1}^{m} \delta^{2(i)} (a^{1(i)})^{T}")
+    assert summed.verdict == "incorrect" and "1/m" in summed.diagnosis
+    ng = result_for("seed001_ng_cross_entropy")
+    assert verify_claim(ng, "W1", r"\frac{1}{m}\sum_{i=1}^{m} \delta^{(2)(i)} (x^{(i)})^{T}").verdict == "correct"
