@@ -40,6 +40,7 @@ GRAMMAR = r"""
     | "\\frac" "{" PARTIAL SYMBOL "}" "{" PARTIAL SYMBOL "}" -> partial
     | "\\frac" "{" PARTIAL "}" "{" PARTIAL SYMBOL "}" primary  -> partial_of
     | "[" (SYMBOL | NUMBER) "=" (SYMBOL | NUMBER) "]"  -> iverson
+    | "[" sum ">" NUMBER "]"          -> indicator
     | FUNCTION "(" sum ")"            -> apply
     | DIAG "(" sum ")"                -> diag
     | ELEMENTARY "(" sum ")"          -> elementary
@@ -63,7 +64,7 @@ OSLASH: "\\oslash" | "⊘"
 DIAG.3: /\\operatorname\{diag\}|\\mathrm\{diag\}|diag(?=\s*(\\left)?\s*\()/
 PARTIAL: "\\partial"
 TRANSPOSE: /\^\{\s*(T|\\top|\\intercal|\\mathsf\{T\}|\\mathsf T|\\mathrm\{T\})\s*\}|\^(T|\\top|\\intercal)(?![A-Za-z])|\.T(?![A-Za-z0-9])/
-FUNCTION.3: /(\\sigma|\\operatorname\{(ReLU|relu|softmax|softplus|LReLU|id)\}|\\text\{(ReLU|relu)\}|\\tanh|sigmoid|sigma|softplus|relu|tanh|g|f)('|\\prime|\^\{\\prime\})?(?=\s*(\\left)?\s*\()/
+FUNCTION.3: /(\\sigma|\\operatorname\{(ReLU|relu|softmax|softplus|LReLU|id)\}|\\text\{(ReLU|relu)\}|\\tanh|sigmoid|sigma|softplus|relu|tanh|g|f)(\^\{2\}|\^2)?('|\\prime|\^\{\\prime\})?(?=\s*(\\left)?\s*\()/
 SYMBOL.2: /(y_\{\\mathrm\{out\}\}|y_\{\\text\{out\}\}|y_\{out\}|y_out|\\hat\{y\}|\\hat y|\\mathbf\{[A-Za-z1]\}|[A-Z]_\{\\mathrm\{data\}\}|\\mathit\{[A-Za-z]{1,12}\}|\\boldsymbol\{\\delta\}|\\tilde\{\\Theta\}|\\(delta|Delta|Theta|theta|lambda)|delta|Delta|Theta|theta|lambda|[A-Za-z])(\^\{\([a-z]\)\}|(\^\{\(?[0-9]+\)?(\([a-z]\))?\}|\^\([0-9]+\)|\^[0-9])(_\{[0-9a-z]+(,\s?[0-9a-z]+)?\}|_\{\\cdot\s?0\}|_[0-9a-z])?|(_\{[0-9a-z]+(,\s?[0-9a-z]+)?\}|_[0-9a-z])(\^\{\(?[0-9]+\)?\}|\^\([0-9]+\)|\^[0-9])?|[0-9]+)?/
 NUMBER: /[0-9]+(\.[0-9]+)?/
 %ignore /\s+/
@@ -167,11 +168,18 @@ class _Build(Transformer):
 
     def apply(self, fn, arg):
         text = str(fn)
+        squared = bool(re.search(r"\^\{?2\}?", text))         # \tanh^{2}(z) is (tanh z)^2
+        text = re.sub(r"\^\{?2\}?", "", text)
         prime = text.endswith(("'", "\\prime", "^{\\prime}"))
         name = re.sub(r"'|\\prime|\^\{\\prime\}", "", text)
         name = re.sub(r"\\operatorname\{|\\text\{|\}|\\", "", name).lower()
-        return Term("apply", (arg,), name={"sigma": "sigmoid", "lrelu": "leaky_relu", "id": "identity"}.get(name, name),
-                    prime=prime)
+        applied = Term("apply", (arg,), name={"sigma": "sigmoid", "lrelu": "leaky_relu", "id": "identity"}.get(name, name),
+                       prime=prime)
+        return Term("power", (applied,), value=2.0) if squared else applied
+
+    def indicator(self, body, number):
+        """[z > 0], \\mathbb{1}[z > 0], 1_{z > 0}: 1 where the entry exceeds the number, else 0 (ReLU')."""
+        return Term("indicator", (body,), value=float(number))
 
     def sum(self, token, body):
         m = re.match(r"\\sum_\{?\s*([a-z])\s*(?:=\s*1\s*)?\}?(?:\^\{?([A-Za-z0-9_{}]+?)\}?)?$", str(token))
@@ -232,6 +240,27 @@ GREEK = (("σ", "\\sigma"), ("δ", "\\delta"), ("Δ", "\\Delta"), ("Θ", "\\Thet
          ("∂", "\\partial"), ("λ", "\\lambda"))
 
 
+def _indicator_brackets(text: str) -> str:
+    """\\mathbb{1}[c], \\mathbb{1}_{c} and 1_{c} written as the bracket [c] the grammar reads."""
+    text = re.sub(r"\\mathbb\{1\}\s*(?=\[)", "", text)
+    out, i = [], 0
+    for match in re.finditer(r"(\\mathbb\{1\}|(?<![A-Za-z0-9}^_])1)_\{", text):
+        if match.start() < i:
+            continue
+        depth, k = 1, match.end()
+        while k < len(text) and depth:
+            depth += {"{": 1, "}": -1}.get(text[k], 0)
+            k += 1
+        if depth:
+            break
+        inner = text[match.end():k - 1]
+        if ">" not in inner:
+            continue
+        out.append(text[i:match.start()] + "[" + inner + "]")
+        i = k
+    return "".join(out) + text[i:]
+
+
 def parse_claim(text: str, scale: int = 1) -> Term:
     """scale: a multiple of the limits, for derive's own printed lines (a written-out entry of a
     deep concrete net is longer than any claim a user types)."""
@@ -243,6 +272,7 @@ def parse_claim(text: str, scale: int = 1) -> Term:
     for old, new in NORMALIZE:
         text = text.replace(old, new)
     text = re.sub(r"\\mathrm\{d\}\s*", r"\\partial ", text)         # d/dw written upright: a partial here
+    text = _indicator_brackets(text)
     for letter, command in GREEK:        # δ^{2} is \delta^{2}; δx is \delta x
         text = re.sub(letter + r"(?=[A-Za-z])", lambda _, c=command: c + " ", text).replace(letter, command)
     tokens = len(re.findall(r"[A-Za-z]+|[0-9]+|[-+*/&^]", text))
@@ -292,6 +322,8 @@ def render(t: Term) -> str:
         return f"d{top}/d{render(t.args[1])}"
     if t.op == "iverson":
         return f"[{t.indices[0]} = {t.indices[1]}]"
+    if t.op == "indicator":
+        return f"[{render(t.args[0])} > {t.value:g}]"
     if t.op == "apply":
         return f"{t.name}{chr(39) if t.prime else ''}({render(t.args[0])})"
     if t.op == "transpose":

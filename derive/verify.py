@@ -244,6 +244,12 @@ def _value(t: Term, meaning: Meaning, ev: Evaluator, samples: int, env: dict | N
             return _sample_value(t, meaning, ev, env)
         sym, _ = meaning.matrix(t)
         return _entry(np.asarray(ev(sym), dtype=float), _bind(t, env), meaning, sym)
+    if t.op == "indicator":
+        value = _value(t.args[0], meaning, ev, samples, env)
+        if isinstance(value, (_Ones, _Spread)):
+            raise ShapeError(f"{render(t)}: a vector of ones in a bracket has no length")
+        out = (np.asarray(value, dtype=float) > t.value).astype(float)
+        return float(out) if np.ndim(out) == 0 else out
     if t.op == "iverson":
         first, second = (env.get(i, i) for i in t.indices)
         if isinstance(first, str) or isinstance(second, str):

@@ -340,3 +340,22 @@ def test_per_sample_superscripts_read_as_one_sample_of_the_batch():
     assert summed.verdict == "incorrect" and "1/m" in summed.diagnosis
     ng = result_for("seed001_ng_cross_entropy")
     assert verify_claim(ng, "W1", r"\frac{1}{m}\sum_{i=1}^{m} \delta^{(2)(i)} (x^{(i)})^{T}").verdict == "correct"
+
+
+@pytest.mark.parametrize("claim", [r"((W^{2})^{T} \delta^{2} \odot [z^{1} > 0]) x^{T}",
+                                   r"((W^{2})^{T} \delta^{2} \odot \mathbb{1}[z^{1} > 0]) x^{T}",
+                                   r"((W^{2})^{T} \delta^{2} \odot 1_{z^{1} > 0}) x^{T}"])
+def test_relu_derivative_as_an_indicator(claim):
+    from derive import network
+
+    result = derive(network("r", 2, [(3, "relu"), (1, "tanh")]))
+    assert verify_claim(result, "W1", claim).verdict == "correct"
+    assert verify_claim(result, "W1", claim.replace("> 0", "> 1")).verdict != "correct"
+
+
+def test_powers_of_functions():
+    from derive import network
+
+    result = derive(network("t", 2, [(3, "tanh"), (1, "tanh")]))
+    assert verify_claim(result, "W2", r"(a^{2} - y) \odot (1 - \tanh^{2}(z^{2})) (a^{1})^{T}").verdict == "correct"
+    assert verify_claim(result, "W2", r"(a^{2} - y) \odot (1 - \tanh(z^{2})) (a^{1})^{T}").verdict == "incorrect"
