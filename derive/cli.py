@@ -180,7 +180,7 @@ def codegen_command(spec_path, out_path, layout, dtype):
     from pathlib import Path
 
     from .codegen import generate
-    from .documents import write_atomic
+    from .files import write_atomic
     from .spec import load
 
     code = generate(load(spec_path), layout=layout, dtype=dtype)
@@ -327,7 +327,8 @@ def _demo_xor(out_dir):
     from pathlib import Path
 
     from .codegen import generate, load_module, train_xor
-    from .documents import builtin_examples, write_atomic
+    from .documents import builtin_examples
+    from .files import write_atomic
 
     spec = next((s for s in builtin_examples() if s.name == "seed004_mlp_column"), None)
     if spec is None:

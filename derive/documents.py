@@ -4,7 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .files import write_atomic  # noqa: F401  (the CLI writes code through documents.write_atomic)
 from .spec import NetworkSpec, load
 
 

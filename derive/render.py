@@ -30,7 +30,7 @@ def templates_dir() -> Path:
     raise FileNotFoundError("derive's templates are missing from this installation")
 
 
-escape_text = latex_text      # the name templates and older callers use
+escape_text = latex_text      # the name the documents' tests import
 
 
 @functools.lru_cache(maxsize=1)
@@ -94,9 +94,9 @@ class Breaker:
                 inner[-1] = (inner[-1] + " " + after).strip()
                 return inner
         if isinstance(expr, sp.Sum) and not isinstance(one_term(expr), sp.Sum):
-            return self.pieces(one_term(expr))
+            return self.pieces(one_term(expr))           # a sum over one unit is its one term
         if isinstance(expr, sp.Sum):
-            expr = one_term(expr)
+            expr = one_term(expr)                        # keeps only the limits that run over more than one value
             head = " ".join(p.sum_head(limit) for limit in expr.limits)
             body = self.pieces(expr.function)
             if isinstance(expr.function, sp.Add):

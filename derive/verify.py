@@ -1054,7 +1054,6 @@ def verify_derivation(result, text: str, param: str | None = None) -> Verdict:
     if len(chain) < 2:
         raise DeriveError("derivation: no equality found; write lines such as "
                           "\\frac{\\partial L}{\\partial W^{2}} &= ... \\\\")
-    meaning = Meaning(result)
     terms = []
     for number, part in chain:
         try:
