@@ -340,3 +340,15 @@ def render(t: Term) -> str:
         return f"diag({render(t.args[0])})"
     sym = {"add": " + ", "sub": " - ", "mul": " ", "hadamard": " ⊙ ", "divide": " ⊘ "}[t.op]
     return "(" + sym.join(render(a) for a in t.args) + ")"
+
+
+def split_equals(text: str) -> list[str]:
+    """Split at '=' outside braces, so \\sum_{k=1} stays whole."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):          # [j = k] and \sum_{k=1} keep their '='
+        depth += (ch in "{[(") - (ch in "}])")
+        if ch == "=" and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts

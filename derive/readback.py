@@ -103,7 +103,7 @@ def _blank_commands(text: str, command: str) -> str:
 def printed_equations(tex: str) -> list[PrintedEquation]:
     """Every displayed equation of a document: align* rows (a row '&= rhs' continues from the
     right side before it, a row '&\\qquad ...' continues a broken right side) and boxed results."""
-    from .verify import _top_level_parts
+    from .claim import split_equals
 
     out: list[PrintedEquation] = []
     line_of = lambda offset: tex.count("\n", 0, offset) + 1
@@ -144,7 +144,7 @@ def printed_equations(tex: str) -> list[PrintedEquation]:
     for inline in re.finditer(r"\\\((.*?)\\\)", tex, re.S):
         # \( ... \) marks an equation in a sentence that states a fact about this network (the
         # prose's schematic identities, such as sigma' = sigma (1 - sigma) in z, use $ ... $)
-        sides = _top_level_parts(inline.group(1))
+        sides = split_equals(inline.group(1))
         if len(sides) < 2:
             raise DeriveError(f"read-back: the inline equation on line {line_of(inline.start())} has no '='")
         for left, right in zip(sides, sides[1:]):
@@ -154,7 +154,7 @@ def printed_equations(tex: str) -> list[PrintedEquation]:
 
 def _letter_ranges(t: Term, meaning, ev, letters: list[str]) -> dict[str, int]:
     """How far each free index letter runs, from a symbol that carries it (sizes of the instance)."""
-    from .verify import ShapeError, _subterms
+    from .verify import ShapeError, subterms
 
     ranges: dict[str, int] = {}
     seen: dict[str, tuple[int, str]] = {}
@@ -167,7 +167,7 @@ def _letter_ranges(t: Term, meaning, ev, letters: list[str]) -> dict[str, int]:
         seen.setdefault(letter, (size, render(where)))
         ranges.setdefault(letter, size)
 
-    for _, s in _subterms(t):
+    for _, s in subterms(t):
         if s.sample in letters:
             ranges.setdefault(s.sample, ev.inst.samples)
         if s.op != "symbol" or not any(i in letters for i in s.indices):
@@ -221,7 +221,8 @@ def _parse(text: str) -> Term:
 
 def judge_equation(result, eq: PrintedEquation, meaning=None, instances=None) -> Judgement:
     from .oracle import make_instance
-    from .verify import Meaning, ShapeError, _value, free_letters, Evaluator
+    from .evaluate import Evaluator
+    from .verify import Meaning, ShapeError, free_letters, value_of
 
     meaning = meaning or Meaning(result)
     try:
@@ -253,8 +254,8 @@ def judge_equation(result, eq: PrintedEquation, meaning=None, instances=None) ->
                 return Judgement(eq, "unreadable", f"index {unranged[0]} is free but no symbol gives its range")
             for env in _points(ranges, rng):
                 with np.errstate(all="ignore"):
-                    left = _value(lhs, meaning, Evaluator(view), view.samples, env)
-                    right = _value(rhs, meaning, Evaluator(view), view.samples, env)
+                    left = value_of(lhs, meaning, Evaluator(view), view.samples, env)
+                    right = value_of(rhs, meaning, Evaluator(view), view.samples, env)
                 ok, worst = _close(left, right)
                 compared += 1
                 telling += bool(np.any(np.asarray(left, dtype=float)) or np.any(np.asarray(right, dtype=float)))

@@ -270,12 +270,13 @@ def test_graph_table_numbers_read_back_and_a_changed_digit_is_caught():
 
 def test_feedback_fix_is_read_back(monkeypatch):
     import derive.verify as verify
+    import derive.verify.feedback as feedback
 
     result = derive(example("seed004_mlp_column"))
     source = (Path(__file__).parent / "verify_corpus" / "derivations" / "col_w2_sign.tex").read_text()
     verdict = verify.verify_derivation(result, source)
     assert r"\text{should be } -" in verify.feedback_document(result, verdict, None, "en")
-    monkeypatch.setattr(verify, "term_latex", lambda t, meaning, _orig=verify.term_latex:
+    monkeypatch.setattr(feedback, "term_latex", lambda t, meaning, _orig=feedback.term_latex:
                         _orig(t, meaning).lstrip("-"))          # a writer that loses the sign it was to fix
     with pytest.raises(PrintedLineError, match="does not read back as correct"):
         verify.feedback_document(result, verdict, None, "en")

@@ -1,0 +1,36 @@
+"""What verify answers: a verdict, and why."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..claim import Term
+
+
+class ShapeError(Exception):
+    pass
+
+
+@dataclass
+class Verdict:
+    verdict: str                          # correct | incorrect | shape_mismatch | unparseable
+    first_wrong_line: int | None = None
+    counterexample: dict | None = None
+    diagnosis: str = ""
+    lines: list = field(default_factory=list)
+    fix: Term | None = None                            # the changed claim that is right, when one was found
+    sides: dict | None = None                          # a derivation's wrong equality: both sides
+    terms: list = field(default_factory=list)          # (file line, parsed term) of a derivation
+    fix_of: tuple | None = None                        # (what the fix equals, the anchor of its index letters)
+
+    def to_json(self) -> dict:
+        out = {"verdict": self.verdict, "first_wrong_line": self.first_wrong_line,
+               "counterexample": self.counterexample, "diagnosis": self.diagnosis}
+        if self.lines:
+            out["lines"] = self.lines
+        if self.sides:
+            out["sides"] = self.sides
+        return out
+
+    @property
+    def exit_code(self) -> int:
+        return {"correct": 0, "incorrect": 1, "shape_mismatch": 1}.get(self.verdict, 2)
