@@ -25,6 +25,8 @@ GRAMMAR = r"""
     | SUM term                        -> sum
     | term SUM term                   -> mul_sum
     | term MUL signed                 -> mul
+    | term STAR signed                -> star
+    | term DOTSTAR signed             -> hadamard
     | term "@" signed                 -> mul
     | term HADAMARD signed            -> hadamard
     | term OSLASH signed              -> divide
@@ -57,7 +59,9 @@ POWER: /\^\{[0-9]+\}|\^[0-9]/
 ELEMENTARY.3: /\\(exp|log|ln)(?![A-Za-z])|(exp|log|ln)(?=\s*\()/
 BMATRIX_BEGIN: /\\begin\{[bp]matrix\}/
 BMATRIX_END: /\\end\{[bp]matrix\}/
-MUL: "\\cdot" | "\\times" | "*"
+MUL: "\\cdot" | "\\times"
+STAR: "*" | "∗" | "\\ast"
+DOTSTAR: ".*"
 SUM.3: /\\sum(_\{\s*[a-z]\s*(=\s*1\s*)?\}|_[a-z])(\^\{[A-Za-z0-9_{}]+\}|\^[A-Za-z0-9])?/
 HADAMARD: "\\odot" | "\\circ" | "⊙" | "∘"
 OSLASH: "\\oslash" | "⊘"
@@ -76,7 +80,7 @@ _PARSER = Lark(GRAMMAR, parser="lalr")
 
 @dataclass(frozen=True)
 class Term:
-    op: str                       # symbol, number, partial, apply, add, sub, mul, hadamard, neg, transpose, frac
+    op: str                       # symbol, number, partial, apply, add, sub, mul, star, hadamard, neg, transpose, …
     args: tuple["Term", ...] = ()
     name: str = ""                # symbol base name, function name
     label: int | None = None      # the layer label as written
@@ -219,6 +223,10 @@ class _Build(Transformer):
         b = rest[-1]
         return Term("mul", (a, b))
 
+    def star(self, a, _op, b):
+        """a * b: NumPy's entry-wise product or Octave's matrix product; the shapes decide (values.py)."""
+        return Term("star", (a, b))
+
     def hadamard(self, a, _op, b):
         return Term("hadamard", (a, b))
 
@@ -235,7 +243,7 @@ class _Build(Transformer):
         return Term("transpose", (a,))
 
 
-NORMALIZE = (("−", "-"), ("ᵀ", "^T"), ("⊤", "^T"), ("·", "*"), ("×", "*"), ("（", "("), ("）", ")"), ("′", "'"))
+NORMALIZE = (("−", "-"), ("ᵀ", "^T"), ("⊤", "^T"), ("·", " \\cdot "), ("×", " \\times "), ("（", "("), ("）", ")"), ("′", "'"))
 GREEK = (("σ", "\\sigma"), ("δ", "\\delta"), ("Δ", "\\Delta"), ("Θ", "\\Theta"), ("θ", "\\theta"),
          ("∂", "\\partial"), ("λ", "\\lambda"))
 
@@ -338,7 +346,7 @@ def render(t: Term) -> str:
         return f"({render(t.args[0])}/{den_text})"
     if t.op == "diag":
         return f"diag({render(t.args[0])})"
-    sym = {"add": " + ", "sub": " - ", "mul": " ", "hadamard": " ⊙ ", "divide": " ⊘ "}[t.op]
+    sym = {"add": " + ", "sub": " - ", "mul": " ", "star": " * ", "hadamard": " ⊙ ", "divide": " ⊘ "}[t.op]
     return "(" + sym.join(render(a) for a in t.args) + ")"
 
 

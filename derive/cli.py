@@ -273,7 +273,7 @@ def verify_command(spec_path, param, claim_text, derivation_path, as_json, tex, 
         click.echo(_json(verdict.to_json()))
     else:
         line = f" (first wrong line: {verdict.first_wrong_line})" if verdict.first_wrong_line else ""
-        click.echo(f"{verdict.verdict}{line}: {verdict.diagnosis}")
+        click.echo(f"{verdict.verdict}{line}: {verdict.explanation}")
         if verdict.counterexample and "worst_entry" in verdict.counterexample:
             c = verdict.counterexample
             click.echo(f"  counterexample: sizes {c['sizes']}, entry {c['worst_entry']}: "

@@ -14,9 +14,11 @@ from .verdict import Verdict
 LINE_SKIP = re.compile(r"^\s*(\\begin\{|\\end\{|%|$)")
 
 
-def verify_derivation(result, text: str, param: str | None = None) -> Verdict:
-    """Every consecutive equality of a LaTeX chain; the first wrong line (1-based in the file)."""
-    chain: list[tuple[int, str]] = []
+def read_chain(text: str) -> list[tuple[int, str, bool]]:
+    r"""The equalities of a LaTeX block as (file line, side, starts an equation). A line with a left side
+    of its own (X &= Y) starts an equation; a line that begins with = (&= Y) goes on from the right
+    side before it; &\qquad lines join a right side broken over lines."""
+    chain: list[tuple[int, str, bool]] = []
     for number, raw in enumerate(text.splitlines(), start=1):
         if LINE_SKIP.match(raw):
             continue
@@ -27,51 +29,63 @@ def verify_derivation(result, text: str, param: str | None = None) -> Verdict:
         line = re.sub(r"^\\\[|\\\]$|^\$\$|\$\$$", "", line).strip().rstrip(",.")
         if not re.sub(r"\\(q?quad|[,;!])|\s", "", line):
             continue
-        if continues and len(split_equals(line)) == 1 and chain:
-            chain[-1] = (chain[-1][0], chain[-1][1] + " " + line)
+        parts = split_equals(line)
+        if continues and len(parts) == 1 and chain:
+            chain[-1] = (chain[-1][0], chain[-1][1] + " " + line, chain[-1][2])
             continue
-        for k, part in enumerate(split_equals(line)):
-            if part.strip() or k == 0:
-                chain.append((number, part.strip()))
-    chain = [(n, p) for n, p in chain if p]
+        for k, part in enumerate(parts):
+            if part.strip():
+                chain.append((number, part.strip(), k == 0))
+    return chain
+
+
+def verify_derivation(result, text: str, param: str | None = None) -> Verdict:
+    """Every equality of a LaTeX chain, each right side against the one before it; the first wrong
+    line (1-based in the file). Each line with its own left side is an equation of its own (a side
+    equation such as delta^2 = ..., or the quantity restated); with --param the first left side is
+    the parameter's gradient."""
+    chain = read_chain(text)
     if len(chain) > MAX_DERIVATION_LINES:
         raise DeriveError(f"derivation: {len(chain)} equalities is too long; at most {MAX_DERIVATION_LINES} are "
                           "checked (split it into parts)")
-    if len(chain) < 2:
+    if len(chain) < 2 or not chain[0][2]:
         raise DeriveError("derivation: no equality found; write lines such as "
                           "\\frac{\\partial L}{\\partial W^{2}} &= ... \\\\")
     terms = []
-    for number, part in chain:
+    for number, part, starts in chain:
         try:
-            terms.append((number, parse_claim(part)))
+            terms.append((number, parse_claim(part), starts))
             check_size(terms[-1][1])
         except DeriveError as exc:
             return Verdict("unparseable", number, None, f"line {number}: {exc}")
-    first = terms[0][1]
     if param:
-        first = target(result, param)
-    lines, wrong, previous = [], None, first
-    verdict = None
-    for number, term in terms[1:]:
+        terms[0] = (terms[0][0], target(result, param), True)
+    lines, wrong, verdict, fix_of, readings = [], None, None, None, []
+    head = previous = None
+    for number, term, starts in terms:
+        if starts:                     # a new equation: its left side is what the lines after it equal
+            head = previous = term
+            continue
         try:
-            judged = judge(result, previous, term, anchor=first, diagnose=wrong is None)
-            truth = judge(result, first, term, anchor=first, diagnose=False)
+            judged = judge(result, previous, term, anchor=head, diagnose=wrong is None)
+            truth = judge(result, head, term, anchor=head, diagnose=False) if previous is not head else judged
         except DeriveError as exc:
             return Verdict("unparseable", number, None, f"line {number}: {exc}", lines, terms=terms)
+        readings += [f"line {number}: {r}" for r in judged.readings if f"line {number}: {r}" not in readings]
         lines.append({"line": number, "follows_from_previous": judged.verdict == "correct",
                       "correct": truth.verdict == "correct"})
         if wrong is None and judged.verdict != "correct":
-            wrong, verdict = number, judged
+            wrong, verdict, fix_of = number, judged, (previous, head)
+            sides = {"left": render(previous), "right": render(term)}
         previous = term
+    if not lines:
+        raise DeriveError("derivation: no equality found; every line has a left side and nothing follows it")
     if wrong is None:
-        return Verdict("correct", None, None, f"every one of the {len(terms) - 1} equalities holds", lines,
-                       terms=terms)
-    index = [n for n, _ in terms].index(wrong)
+        return Verdict("correct", None, None, f"every one of the {len(lines)} equalities holds", lines,
+                       terms=terms, readings=readings)
     later = [l["line"] for l in lines if l["line"] > wrong and l["follows_from_previous"]]
     again = [l["line"] for l in lines if l["line"] > wrong and l["correct"]]
     note = (f"; later lines that follow correctly from the one before: {later}" if later else "") + \
            (f"; later lines that are correct again: {again}" if again else "")
-    sides = {"left": render(terms[index - 1][1]), "right": render(terms[index][1])}
     return Verdict(verdict.verdict, wrong, verdict.counterexample, f"line {wrong}: {verdict.diagnosis}{note}",
-                   lines=lines, fix=verdict.fix, terms=terms, sides=sides,
-                   fix_of=(terms[index - 1][1] if index > 1 or not param else first, first))
+                   lines=lines, fix=verdict.fix, terms=terms, sides=sides, fix_of=fix_of, readings=readings)

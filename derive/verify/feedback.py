@@ -73,11 +73,16 @@ def feedback_document(result, verdict: Verdict, param: str | None, lang: str = "
     from ..render import environment
 
     meaning = Meaning(result)
-    rows = [{"line": n, "tex": term_latex(t, meaning), "first": k == 0,
-             "wrong": n == verdict.first_wrong_line,
-             "follows": next((l["follows_from_previous"] for l in verdict.lines if l["line"] == n), True),
-             "correct": next((l["correct"] for l in verdict.lines if l["line"] == n), True)}
-            for k, (n, t) in enumerate(verdict.terms)]
+    rows, lhs, marked = [], None, False
+    for n, t, starts in verdict.terms:
+        if starts:                    # the left side of the equation the next rows continue
+            lhs = term_latex(t, meaning)
+            continue
+        wrong = n == verdict.first_wrong_line and not marked
+        marked = marked or wrong
+        rows.append({"line": n, "tex": term_latex(t, meaning), "lhs": lhs, "wrong": wrong,
+                     "correct": next((l["correct"] for l in verdict.lines if l["line"] == n), True)})
+        lhs = None
     fix = term_latex(verdict.fix, meaning) if verdict.fix is not None else None
     text = environment().get_template("verify.tex.j2").render(
         lang=lang, rows=rows, verdict=verdict, fix=fix, spec=result.spec)

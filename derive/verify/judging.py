@@ -10,7 +10,7 @@ from .limits import MAX_SEEDS, MAX_SUM_WORK, MAX_TERMS, SIZE_GUESS, TRIALS
 from .slips import find_fix
 from .symbolic import engine_forms, symbolically_equal
 from .symbols import Meaning, mixed_message, subterms, target
-from .values import close, evaluate, letters_of
+from .values import close, evaluate, letters_of, readings
 from .verdict import ShapeError, Verdict
 
 
@@ -57,14 +57,23 @@ def judge(result, truth: Term, claim: Term, anchor: Term | None = None, diagnose
     batch = meaning.uses_batch(claim) or meaning.uses_batch(truth)
     instances = telling_instances(result, batch, truth, meaning, anchor)
 
+    with readings() as notes:
+        verdict = _judge_at(instances, meaning, truth, claim, anchor, diagnose)
+    verdict.readings = notes
+    return verdict
+
+
+def _judge_at(instances, meaning, truth: Term, claim: Term, anchor, diagnose: bool) -> Verdict:
     def wrong(verdict: str, counterexample, fallback: str) -> Verdict:
-        text, fix = find_fix(meaning, instances, truth, claim, anchor) if diagnose else ("", None)
+        with readings():          # the changed claims tried are not the claim: their readings are not noted
+            text, fix = find_fix(meaning, instances, truth, claim, anchor) if diagnose else ("", None)
         return Verdict(verdict, None, counterexample, text or fallback, fix=fix)
 
     for inst in instances:
         letters = letters_of(meaning, anchor or truth, inst)
         try:
-            expected = evaluate(truth, meaning, inst, letters)
+            with readings():
+                expected = evaluate(truth, meaning, inst, letters)
         except ShapeError as exc:
             return Verdict("shape_mismatch", None, None, f"the line it is compared with does not fit: {exc}")
         try:

@@ -1,6 +1,8 @@
 """Evaluating a claim: its value at a random instance of the network, by the meaning of its symbols."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -86,7 +88,7 @@ def value_of(t: Term, meaning: Meaning, ev: Evaluator, samples: int, env: dict |
         return fn(x.T).T if q.layout == "row" else fn(x)
     vals = [value_of(a, meaning, ev, samples, env) for a in t.args]
     ones = [v for v in vals if isinstance(v, Ones)]
-    if ones and t.op in ("transpose", "neg", "mul"):
+    if ones and t.op in ("transpose", "neg", "mul", "star"):
         if t.op == "transpose":
             return replace(vals[0], row=not vals[0].row)
         if t.op == "neg":
@@ -138,11 +140,58 @@ def value_of(t: Term, meaning: Meaning, ev: Evaluator, samples: int, env: dict |
         _same_shape(a, b, "⊙" if t.op == "hadamard" else "⊘", t)
         with np.errstate(divide="ignore", invalid="ignore"):
             return a * b if t.op == "hadamard" else np.asarray(a, dtype=float) / b
+    return _product(a, b, t)
+
+
+def _product(a, b, t: Term):
+    """a b (juxtaposed, \\cdot) and a * b. A product is a matrix product where one fits; otherwise
+    a 1x1 factor is a scalar (a single output's delta, dL/dy_out), and two vectors of the same shape
+    multiply entry by entry (a(1 - a)). * is NumPy's entry-wise product between operands of the same
+    shape and Octave's matrix product otherwise. Every reading other than the plain one is noted."""
     if np.ndim(a) == 0 or np.ndim(b) == 0:
         return a * b
-    if a.shape[1] != b.shape[0]:
-        raise ShapeError(f"{render(t)}: a {a.shape[0]}x{a.shape[1]} matrix times a {b.shape[0]}x{b.shape[1]} one")
-    return a @ b
+    same = np.shape(a) == np.shape(b)
+    if t.op == "star" and same and np.size(a) > 1:
+        note(f"* between operands of the same shape ({_dims(a)}) read as entry-wise (⊙) in {render(t)}")
+        return a * b
+    if a.shape[1] == b.shape[0]:
+        if t.op == "star" and np.size(a) > 1 and np.size(b) > 1:
+            note(f"* read as a matrix product in {render(t)}")
+        return a @ b
+    for one, other, side in ((a, b, t.args[0]), (b, a, t.args[1])):
+        if np.size(one) == 1:
+            note(f"{render(side)} is 1x1 here and is read as a scalar in {render(t)}")
+            return float(one.reshape(())) * other
+    if same and 1 in np.shape(a):
+        note(f"the product of two {_dims(a)} vectors read as entry-wise (⊙) in {render(t)}")
+        return a * b
+    raise ShapeError(f"{render(t)}: a {a.shape[0]}x{a.shape[1]} matrix times a {b.shape[0]}x{b.shape[1]} one"
+                     + (" fits neither as a matrix product nor entry by entry" if t.op == "star" else ""))
+
+
+def _dims(x) -> str:
+    return f"{np.shape(x)[0]}x{np.shape(x)[1]}"
+
+
+_READINGS: ContextVar[list | None] = ContextVar("readings", default=None)
+
+
+def note(text: str) -> None:
+    """Record a reading chosen for an ambiguous form, when someone is listening (see `readings`)."""
+    notes = _READINGS.get()
+    if notes is not None and text not in notes:
+        notes.append(text)
+
+
+@contextmanager
+def readings():
+    """Collect the readings chosen while a claim is evaluated: `with readings() as notes: ...`."""
+    notes: list[str] = []
+    token = _READINGS.set(notes)
+    try:
+        yield notes
+    finally:
+        _READINGS.reset(token)
 
 
 def _loss_value(t: Term, ev: Evaluator, env: dict) -> float:

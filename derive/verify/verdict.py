@@ -19,12 +19,22 @@ class Verdict:
     lines: list = field(default_factory=list)
     fix: Term | None = None                            # the changed claim that is right, when one was found
     sides: dict | None = None                          # a derivation's wrong equality: both sides
-    terms: list = field(default_factory=list)          # (file line, parsed term) of a derivation
+    terms: list = field(default_factory=list)          # (file line, parsed term, starts an equation)
     fix_of: tuple | None = None                        # (what the fix equals, the anchor of its index letters)
+    readings: list = field(default_factory=list)       # how ambiguous forms (*, a 1x1 factor) were read
+
+    @property
+    def explanation(self) -> str:
+        """The diagnosis, with the readings chosen for ambiguous forms."""
+        if not self.readings:
+            return self.diagnosis
+        return self.diagnosis + "; read: " + "; ".join(self.readings)
 
     def to_json(self) -> dict:
         out = {"verdict": self.verdict, "first_wrong_line": self.first_wrong_line,
-               "counterexample": self.counterexample, "diagnosis": self.diagnosis}
+               "counterexample": self.counterexample, "diagnosis": self.explanation}
+        if self.readings:
+            out["readings"] = self.readings
         if self.lines:
             out["lines"] = self.lines
         if self.sides:
