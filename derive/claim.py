@@ -244,6 +244,8 @@ class _Build(Transformer):
 
 
 NORMALIZE = (("−", "-"), ("ᵀ", "^T"), ("⊤", "^T"), ("·", " \\cdot "), ("×", " \\times "), ("（", "("), ("）", ")"), ("′", "'"))
+SUPERSCRIPTS = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789")       # δ¹ is \\delta^{1}, x₂ is x_{2}
+SUBSCRIPTS = str.maketrans("₀₁₂₃₄₅₆₇₈₉", "0123456789")
 GREEK = (("σ", "\\sigma"), ("δ", "\\delta"), ("Δ", "\\Delta"), ("Θ", "\\Theta"), ("θ", "\\theta"),
          ("∂", "\\partial"), ("λ", "\\lambda"))
 
@@ -280,6 +282,8 @@ def parse_claim(text: str, scale: int = 1) -> Term:
     for old, new in NORMALIZE:
         text = text.replace(old, new)
     text = re.sub(r"\\mathrm\{d\}\s*", r"\\partial ", text)         # d/dw written upright: a partial here
+    text = re.sub("[⁰¹²³⁴⁵⁶⁷⁸⁹]+", lambda m: "^{" + m.group(0).translate(SUPERSCRIPTS) + "}", text)
+    text = re.sub("[₀₁₂₃₄₅₆₇₈₉]+", lambda m: "_{" + m.group(0).translate(SUBSCRIPTS) + "}", text)
     text = _indicator_brackets(text)
     for letter, command in GREEK:        # δ^{2} is \delta^{2}; δx is \delta x
         text = re.sub(letter + r"(?=[A-Za-z])", lambda _, c=command: c + " ", text).replace(letter, command)

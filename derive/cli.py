@@ -224,7 +224,7 @@ def graph_command(expression, at, gates, as_json, tex, pdf, lang, out_dir, name)
 
 @main.command("verify")
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
-@click.option("--param", help="The parameter the claim is about: W2, b1 (or delta2).")
+@click.option("--param", help="The parameter the claim is about, labelled as the notation prints it: W2, b1, delta2 (Ng: Theta1, delta3), or one entry W1[2,3].")
 @click.option("--claim", "claim_text", help="A claimed formula for dL/dPARAM, in LaTeX or plain text.")
 @click.option("--derivation", "derivation_path", type=click.Path(dir_okay=False),
               help="A file with a LaTeX chain of equalities (align lines ending in \\\\).")

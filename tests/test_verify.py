@@ -148,7 +148,7 @@ def test_feedback_pdf_compiles(tmp_path, lang):
 
 def test_symbolic_comparison_where_the_claim_has_a_matrix_form():
     result = result_for("seed001_ng_cross_entropy")
-    same = verify_claim(result, "delta1", r"((\Theta^{(2)})^T \delta^{(3)}) \odot g'(z^{(2)})")
+    same = verify_claim(result, "delta2", r"((\Theta^{(2)})^T \delta^{(3)}) \odot g'(z^{(2)})")
     assert same.verdict == "correct" and same.diagnosis.startswith("symbolically the engine's own result")
     other_form = verify_claim(result_for("seed004_mlp_column"), "W1",
                               r"((W^{2})^{T} \delta^{2} \odot \sigma'(z^{1})) x^{T}")
@@ -226,7 +226,8 @@ def test_every_gradient_derive_prints_is_judged_correct_and_its_negation_a_sign_
     deltas = {d.layer: d for d in result.derivations if d.topic == "delta" and d.level == "matrix"}
     for layer, derivation in (deltas.items() if spec.samples == 1 else ()):
         tex = printer.doprint(derivation.result.rhs)
-        verdict = verify_claim(result, f"delta{layer}", tex)
+        label = layer + profile(spec.notation, spec.symbols).node_shift        # --param as the notation prints it
+        verdict = verify_claim(result, f"delta{label}", tex)
         assert verdict.verdict == "correct", (layer, tex, verdict.diagnosis)
 
 

@@ -1,11 +1,9 @@
 """A claim as a SymPy matrix expression, to recognise the engine's own forms."""
 from __future__ import annotations
 
-import re
-
 from ..claim import Term
 from .limits import MAX_DIAGNOSE_TERMS
-from .symbols import Meaning, subterms
+from .symbols import Meaning, parameter_layer, subterms
 
 def to_sympy(t: Term, meaning: Meaning):
     """The claim as a SymPy matrix expression over the engine's quantities, or None when it has
@@ -83,12 +81,11 @@ def symbolically_equal(claim: Term, engine_results, meaning: Meaning) -> bool:
 
 def engine_forms(result, param: str):
     """The engine's matrix-form results for a parameter: every right-hand side of its matrix chain."""
-    m = re.fullmatch(r"(W|b|delta)([0-9]+)", param.strip())
-    if not m:
+    which = parameter_layer(result, param)
+    if which is None:
         return []
-    topic = {"W": "weight", "b": "bias", "delta": "delta"}[m.group(1)]
     try:
-        d = result.get(topic, int(m.group(2)), "matrix")
+        d = result.get(*which, "matrix")
     except KeyError:
         return []
     return [s.rhs for s in d.steps]

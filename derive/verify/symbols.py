@@ -216,25 +216,51 @@ def activation_row(t: Term, meaning: Meaning):
     raise DeriveError(f"claim: cannot tell which layer's activation {t.name}(...) means; write it of z, "
                       f"e.g. {t.name}'(z^{{2}})")
 
+PARAM_RE = re.compile(r"(W|w|Theta|Θ|θ|theta|b|delta|δ)\s*\^?\{?\(?([0-9]+)\)?\}?(?:\[([0-9]+)(?:,\s*([0-9]+))?\])?")
+PARAM_KINDS = {"W": "W", "w": "W", "Theta": "W", "Θ": "W", "θ": "W", "theta": "W", "b": "b", "delta": "delta", "δ": "delta"}
+
+
+def parameter_names(result) -> str:
+    """What --param accepts for this network, labels as the notation prints them."""
+    n = profile(result.spec.notation, result.spec.symbols)
+    weight = "Theta" if "Theta" in base_name(n.weights) else "W"
+    names = [f"{weight}{l}" for l in range(1, result.spec.depth + 1)]
+    if not n.bias_folded:
+        names += [f"b{l}" for l in range(1, result.spec.depth + 1) if result.spec.layers[l - 1].bias]
+    names += [f"delta{l + n.node_shift}" for l in range(1, result.spec.depth + 1)]
+    return ", ".join(names)
+
+
 def target(result, param: str) -> Term:
-    """What a claim is about, as a term: dL/dW^l, dL/db^l, delta^l, or one of their entries."""
-    m = re.fullmatch(r"(W|b|delta)([0-9]+)(?:\[([0-9]+)(?:,\s*([0-9]+))?\])?", param.strip())
+    """What a claim is about, as a term: dL/dW^l, dL/db^l, delta^l, or one of their entries. Labels are
+    the notation's: Ng's delta3 is the \\delta^{(3)} the documents print (the output layer's)."""
+    m = PARAM_RE.fullmatch(param.strip())
     if not m:
-        raise DeriveError(f"--param {param!r}: expected a parameter such as W2, b1 or delta2, or one entry "
-                          f"in the notation's index order such as W1[2,2] or b1[3]")
-    kind, layer = m.group(1), int(m.group(2))
+        raise DeriveError(f"--param {param!r}: expected one of {parameter_names(result)}, or one entry in the "
+                          f"notation's index order such as W1[2,2] or b1[3]")
+    kind, label = PARAM_KINDS[m.group(1)], int(m.group(2))
+    n = profile(result.spec.notation, result.spec.symbols)
+    layer = label - n.node_shift if kind == "delta" else label
     indices = tuple(int(g) for g in m.group(3, 4) if g)
     if indices and len(indices) != (2 if kind == "W" else 1):
         raise DeriveError(f"--param {param}: {'a weight entry needs two indices' if kind == 'W' else 'one index'}")
-    if not 1 <= layer <= result.spec.depth or (kind == "b" and not result.spec.layers[layer - 1].bias):
-        raise DeriveError(f"--param {param}: the network has no such parameter; it has "
-                          + ", ".join(result.parameters))
-    meaning = Meaning(result)
-    n = meaning.n
-    if kind == "delta":
-        return Term("symbol", name=n.delta.lstrip("\\"), label=layer + n.node_shift, indices=indices)
-    name = base_name(n.weights if kind == "W" else n.bias)
     if kind == "b" and n.bias_folded:
         raise DeriveError("--param b: in Ng's notation the bias is column 0 of Theta; verify the Theta matrix")
+    if not 1 <= layer <= result.spec.depth or (kind == "b" and not result.spec.layers[layer - 1].bias):
+        raise DeriveError(f"--param {param}: the network has no such parameter; in the {n.name} notation it has "
+                          + parameter_names(result))
+    if kind == "delta":
+        return Term("symbol", name=n.delta.lstrip("\\"), label=label, indices=indices)
+    name = base_name(n.weights if kind == "W" else n.bias)
     return Term("partial", (Term("symbol", name=n.loss.lstrip("\\")),
                             Term("symbol", name=name, label=layer, indices=indices)))
+
+
+def parameter_layer(result, param: str) -> tuple[str, int] | None:
+    """(weight | bias | delta, layer) of a whole-matrix --param, or None for an entry."""
+    m = PARAM_RE.fullmatch(param.strip())
+    if not m or m.group(3):
+        return None
+    kind = PARAM_KINDS[m.group(1)]
+    shift = profile(result.spec.notation, result.spec.symbols).node_shift if kind == "delta" else 0
+    return {"W": "weight", "b": "bias", "delta": "delta"}[kind], int(m.group(2)) - shift
