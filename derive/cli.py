@@ -278,6 +278,8 @@ def verify_command(spec_path, param, claim_text, derivation_path, as_json, tex, 
             c = verdict.counterexample
             click.echo(f"  counterexample: sizes {c['sizes']}, entry {c['worst_entry']}: "
                        f"expected {c['expected']:.6g}, claimed {c['claimed']:.6g}")
+            if c.get("values"):
+                click.echo("  at: " + "; ".join(f"{k} = {json.dumps(v)}" for k, v in c["values"].items()))
     sys.exit(verdict.exit_code)
 
 

@@ -5,6 +5,7 @@ import numpy as np
 
 from ..claim import Term, parse_claim, split_equals
 from ..errors import DeriveError
+from ..evaluate import Evaluator
 from ..oracle import make_instance
 from .limits import MAX_SEEDS, MAX_SUM_WORK, MAX_TERMS, SIZE_GUESS, TRIALS
 from .slips import find_fix
@@ -49,6 +50,7 @@ def judge(result, truth: Term, claim: Term, anchor: Term | None = None, diagnose
     """anchor: the term whose index letters free indices refer to (a derivation's first left side).
     diagnose=False skips the search for the slip (a derivation needs it for one line only)."""
     meaning = Meaning(result)
+    written = claim                     # slips are searched for in the claim as written (slips.find_fix)
     truth, claim = meaning.normalize(truth), meaning.normalize(claim)
     anchor = meaning.normalize(anchor) if anchor is not None else None
     mixed = meaning.mixed_symbol(claim)
@@ -58,15 +60,15 @@ def judge(result, truth: Term, claim: Term, anchor: Term | None = None, diagnose
     instances = telling_instances(result, batch, truth, meaning, anchor)
 
     with readings() as notes:
-        verdict = _judge_at(instances, meaning, truth, claim, anchor, diagnose)
+        verdict = _judge_at(instances, meaning, truth, claim, written, anchor, diagnose)
     verdict.readings = notes
     return verdict
 
 
-def _judge_at(instances, meaning, truth: Term, claim: Term, anchor, diagnose: bool) -> Verdict:
+def _judge_at(instances, meaning, truth: Term, claim: Term, written: Term, anchor, diagnose: bool) -> Verdict:
     def wrong(verdict: str, counterexample, fallback: str) -> Verdict:
         with readings():          # the changed claims tried are not the claim: their readings are not noted
-            text, fix = find_fix(meaning, instances, truth, claim, anchor) if diagnose else ("", None)
+            text, fix = find_fix(meaning, instances, truth, written, anchor) if diagnose else ("", None)
         return Verdict(verdict, None, counterexample, text or fallback, fix=fix)
 
     for inst in instances:
@@ -91,7 +93,7 @@ def _judge_at(instances, meaning, truth: Term, claim: Term, anchor, diagnose: bo
                                             "claimed_shape": list(np.shape(claimed))},
                          f"the claim is {shape_text(claimed)} but the gradient is {shape_text(expected)}")
         if not close(claimed, expected):
-            return wrong("incorrect", counterexample(inst, expected, claimed),
+            return wrong("incorrect", counterexample(meaning, inst, expected, claimed),
                          "no common slip, alone or two at once, explains the difference")
     return Verdict("correct", diagnosis=f"agrees at {len(instances)} random instances")
 
@@ -100,15 +102,50 @@ def shape_text(x):
     return "a scalar" if np.ndim(x) == 0 else f"{np.shape(x)[0]}x{np.shape(x)[1]}"
 
 
-def counterexample(inst, expected, claimed) -> dict:
+def counterexample(meaning, inst, expected, claimed) -> dict:
+    """Where the claim and the gradient differ most, and the instance: only what the network has (its
+    input, target when the loss has one, weights, biases unless folded into Theta, lambda), named and
+    laid out as the notation writes them (from-to's W^1 is 2x3, Ng's Theta^(1) has the bias as column 0)."""
     expected, claimed = np.atleast_2d(expected), np.atleast_2d(claimed).reshape(np.atleast_2d(expected).shape)
     worst = np.unravel_index(int(np.argmax(np.abs(expected - claimed))), expected.shape)
-    values = {"x": inst.x.ravel().round(6).tolist(), "y": inst.y.ravel().round(6).tolist()}
-    if sum(w.size for w in inst.weights.values()) <= 40:
-        values.update({f"W{l}": w.round(6).tolist() for l, w in inst.weights.items()})
-        values.update({f"b{l}": b.ravel().round(6).tolist() for l, b in inst.biases.items()})
     return {"sizes": list(inst.sizes), "worst_entry": [int(i) + 1 for i in worst],
-            "expected": float(expected[worst]), "claimed": float(claimed[worst]), "values": values}
+            "expected": float(expected[worst]), "claimed": float(claimed[worst]),
+            "values": instance_values(meaning, inst)}
+
+
+MAX_LISTED_VALUES = 60
+
+
+def instance_values(meaning, inst) -> dict:
+    q, n, spec = meaning.q, meaning.n, meaning.result.spec
+    ev = Evaluator(inst)
+    batch = inst.samples > 1
+    listed = lambda a: np.asarray(a, dtype=float).round(6).tolist()
+    unlabelled = n.layer_labels == "if_deep" and q.depth == 1          # Rashid's one layer: W, not W^1
+    name = lambda tex, label=None: tex + ("" if label is None or unlabelled else
+                                          "^{" + n.layer.replace("l", str(label)) + "}")
+    single = q.layout != "row" and not batch
+    values = {name(n.batch_input if batch else n.input):
+              listed(np.ravel(ev(q.matrix("a", 0))) if single else ev(q.matrix("a", 0, batch)))}
+    if spec.loss.kind != "generic":
+        target = ev(q.matrix("y", None, batch))
+        values[name(n.batch_target if batch else n.target)] = listed(np.ravel(target) if single else target)
+    if sum(w.size for w in inst.weights.values()) <= MAX_LISTED_VALUES:
+        for layer in range(1, q.depth + 1):
+            weights = np.asarray(ev(q.matrix("W", layer)), dtype=float)
+            has_bias = spec.layers[layer - 1].bias
+            bias = np.asarray(ev(q.matrix("b", layer)), dtype=float) if has_bias else None
+            if n.bias_folded and bias is not None:       # Theta^(l) = [b | W~], as Ng writes it
+                values[name(n.bias, layer)] = listed(np.hstack([bias.reshape(-1, 1), weights]))
+                continue
+            values[name(n.weights, layer)] = listed(weights)
+            if bias is not None:
+                values[name(n.bias, layer)] = listed(np.ravel(bias))
+    if meaning.l2:
+        import sympy as sp
+
+        values["\\lambda"] = float(inst.constants[sp.Symbol(meaning.l2)])
+    return values
 
 
 def verify_claim(result, param: str, text: str) -> Verdict:

@@ -225,8 +225,7 @@ def parameter_names(result) -> str:
     n = profile(result.spec.notation, result.spec.symbols)
     weight = "Theta" if "Theta" in base_name(n.weights) else "W"
     names = [f"{weight}{l}" for l in range(1, result.spec.depth + 1)]
-    if not n.bias_folded:
-        names += [f"b{l}" for l in range(1, result.spec.depth + 1) if result.spec.layers[l - 1].bias]
+    names += [f"b{l}" for l in range(1, result.spec.depth + 1) if result.spec.layers[l - 1].bias]
     names += [f"delta{l + n.node_shift}" for l in range(1, result.spec.depth + 1)]
     return ", ".join(names)
 
@@ -244,14 +243,14 @@ def target(result, param: str) -> Term:
     indices = tuple(int(g) for g in m.group(3, 4) if g)
     if indices and len(indices) != (2 if kind == "W" else 1):
         raise DeriveError(f"--param {param}: {'a weight entry needs two indices' if kind == 'W' else 'one index'}")
-    if kind == "b" and n.bias_folded:
-        raise DeriveError("--param b: in Ng's notation the bias is column 0 of Theta; verify the Theta matrix")
     if not 1 <= layer <= result.spec.depth or (kind == "b" and not result.spec.layers[layer - 1].bias):
         raise DeriveError(f"--param {param}: the network has no such parameter; in the {n.name} notation it has "
                           + parameter_names(result))
     if kind == "delta":
         return Term("symbol", name=n.delta.lstrip("\\"), label=label, indices=indices)
     name = base_name(n.weights if kind == "W" else n.bias)
+    if kind == "b" and n.bias_folded:             # Ng's b^l is column 0 of Theta^(l)
+        name, indices = name + "_col0", indices
     return Term("partial", (Term("symbol", name=n.loss.lstrip("\\")),
                             Term("symbol", name=name, label=layer, indices=indices)))
 

@@ -254,6 +254,8 @@ def _local_partial(t: Term, meaning: Meaning, ev: Evaluator, samples: int, env: 
     the instance and everything downstream of it recomputed. The derivatives of the loss come from
     the oracle's backward pass instead (see the loss branch)."""
     num, den = t.args
+    if _whole_vectors(num, den, meaning):
+        return _activation_derivative(num, den, meaning, ev, samples, env)
     kind, layer, where = storage_entry(den, meaning, env)
     stored = ev.inst.value(kind, layer)
     if not all(0 <= i < n for i, n in zip(where, stored.shape)):
@@ -264,6 +266,31 @@ def _local_partial(t: Term, meaning: Meaning, ev: Evaluator, samples: int, env: 
         values.append(np.asarray(value_of(num, meaning, moved, samples, env), dtype=float))
     out = (values[0] - values[1]) / (2 * PARTIAL_EPS)
     return float(out.reshape(())) if np.size(out) == 1 else out
+
+
+def _whole_vectors(num: Term, den: Term, meaning: Meaning) -> bool:
+    """da^l/dz^l written of whole vectors (no indices), as in dL/da ⊙ da/dz."""
+    kinds = [meaning.table.get(x.name) if x.op == "symbol" else None for x in (num, den)]
+    return (kinds[0] in ("a", "output") and kinds[1] == "z" and not num.indices and not den.indices
+            and num.sample is None and den.sample is None)
+
+
+def _activation_derivative(num: Term, den: Term, meaning: Meaning, ev: Evaluator, samples: int, env: dict):
+    """da^l/dz^l of an entry-wise activation: the vector f'(z^l), the diagonal of its Jacobian, which is
+    how ⊙ uses it. A layer whose activation acts on the whole vector (softmax) has no such vector."""
+    layer_of = lambda x: meaning.q.depth if meaning.table.get(x.name) == "output" else meaning.layer(
+        meaning.table.get(x.name), x.label)
+    layer = layer_of(den)
+    if layer_of(num) != layer:
+        raise DeriveError(f"claim: {render(num)} does not depend entry by entry on {render(den)} (another layer); "
+                          "write the chain of derivatives between them")
+    row = meaning.q.activation(layer)
+    if row.vector:
+        raise DeriveError(f"claim: d{render(num)}/d{render(den)}: {row.name} acts on the whole vector and has a "
+                          "Jacobian (diag(a) - a a^T), not a vector of derivatives")
+    z = np.asarray(ev(meaning.q.matrix("z", layer)), dtype=float)
+    note(f"d{render(num)}/d{render(den)} read as the vector f'({render(den)}), the diagonal of its Jacobian")
+    return row.numpy_derivative(z.T).T if meaning.q.layout == "row" else row.numpy_derivative(z)
 
 
 @dataclass(frozen=True)
@@ -404,13 +431,22 @@ def evaluate(t: Term, meaning, inst, letters: tuple = ()):
         for to in range(1, to_n + 1):
             for frm in range(1, from_n + 1):
                 a, b = (to, frm) if q.index_order == "to_from" else (frm, to)
-                value = value_of(t, meaning, ev, inst.samples, {first: a, second: b})
+                value = _one_entry(value_of(t, meaning, ev, inst.samples, {first: a, second: b}), t)
                 out[(to - 1, frm - 1) if q.layout == "column" else (frm - 1, to - 1)] = value
         return out
     (letter,) = letters[1]
     n = sizes[0]
-    column = np.array([[value_of(t, meaning, ev, inst.samples, {letter: j})] for j in range(1, n + 1)], dtype=float)
+    column = np.array([[_one_entry(value_of(t, meaning, ev, inst.samples, {letter: j}), t)] for j in range(1, n + 1)],
+                      dtype=float)
     return column.T if q.layout == "row" else column
+
+
+def _one_entry(value, t: Term) -> float:
+    """An index-level claim's value at one index: a number (a 1x1 matrix counts as one)."""
+    if isinstance(value, (Ones, Spread)) or np.size(value) != 1:
+        shape = "a vector of ones" if isinstance(value, (Ones, Spread)) else f"a {np.shape(value)} matrix"
+        raise ShapeError(f"{render(t)}: one entry of it is {shape}, not a number")
+    return float(np.reshape(value, ()))
 
 
 def letters_of(meaning: Meaning, truth: Term, inst):
