@@ -126,7 +126,8 @@ def test_feedback_document_marks_the_wrong_line_and_shows_the_fix():
     tex = feedback_document(result, verdict, None, "en")
     wrong_row = [line for line in tex.splitlines() if r"\color{red}" in line]
     assert len(wrong_row) == 1 and r"\text{line 4}" in wrong_row[0] and "should be" in wrong_row[0]
-    assert r"-\left(\left(y - a^{2}\right) \odot \sigma'(z^{2})\right)" in wrong_row[0]
+    assert r"\text{should be } -\left(\left(\left(y - a^{2}\right) \odot \sigma'(z^{2})\right) \left(a^{1}\right)^{T}\right)" \
+        in wrong_row[0]
     assert r"\frac{\partial L}{\partial W^{2}} &=" in tex
     correct = verify_derivation(result, (HERE / "verify_corpus" / "derivations" / "col_w2_correct.tex").read_text())
     assert r"\color{red}" not in feedback_document(result, correct, None, "zh")
@@ -263,6 +264,66 @@ def test_a_correct_claim_changed_by_a_factor_or_a_transpose_is_never_correct(spe
             assert verdict.verdict != "correct" or square and _is_symmetric_case(result, name), (name, claim)
 
 
+def _relabelled(term, meaning):
+    """Every claim that differs from term by one layer label (+-1) or one index letter."""
+    from dataclasses import replace as changed
+    from derive.verify import subterms
+    from derive.verify.symbols import replace_at
+
+    letters = sorted({i for _, s in subterms(term) if s.op == "symbol" for i in s.indices if isinstance(i, str)})
+    for path, s in subterms(term):
+        if s.op != "symbol":
+            continue
+        if s.label is not None:
+            for step in (-1, 1) if s.label > 0 else (1,):
+                yield "layer", replace_at(term, path, changed(s, label=s.label + step))
+        for k, letter in enumerate(s.indices):
+            for other in letters:
+                if isinstance(letter, str) and other != letter:
+                    yield "index", replace_at(term, path,
+                                              changed(s, indices=s.indices[:k] + (other,) + s.indices[k + 1:]))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+@given(networks())
+def test_a_correct_claim_with_one_layer_or_index_changed_is_never_correct(spec):
+    """Metamorphic, every profile: a gradient derive prints (matrix and index level) with its sign flipped,
+    one layer label moved or one index letter changed is judged not correct. Labels or letters that
+    change nothing (a symbol whose layer the notation does not show) are skipped, not counted."""
+    from derive.claim import parse_claim
+    from derive.verify import Meaning, term_latex
+
+    result = derive(spec)
+    meaning = Meaning(result)
+    printer = printer_for(result)
+    forms = list(printed_gradients(result, printer))
+    for d in result.derivations:
+        if d.level == "index" and d.topic == "weight" and spec.samples == 1:
+            forms.append((f"W{d.layer}", printer.doprint(d.result.rhs)))
+    tried = 0
+    for name, tex in forms:
+        if verify_claim(result, name, tex).verdict != "correct":
+            continue
+        assert verify_claim(result, name, f"-\\left({tex}\\right)").verdict != "correct", (name, tex)
+        original = parse_claim(tex, scale=40)
+        for kind, other in _relabelled(original, meaning):
+            claim = term_latex(other, meaning)
+            if meaning.normalize(parse_claim(claim, scale=40)) == meaning.normalize(original) or \
+                    kind == "index" and _is_one_by_one(result, name):      # j and k both run over 1
+                continue
+            tried += 1
+            verdict = verify_claim(result, name, claim)
+            assert verdict.verdict != "correct", (name, tex, claim, verdict.explanation)
+    assert tried or not forms
+
+
+def _is_one_by_one(result, name):
+    from derive.oracle import make_instance
+
+    inst = make_instance(result.quantities, 0)
+    return (inst.weights if name[0] == "W" else inst.biases)[int(name[1:])].size == 1
+
+
 def _is_symmetric_case(result, name):
     """A transpose cannot be seen on a 1 x 1 parameter or where both sizes are 1."""
     from derive.oracle import make_instance
@@ -365,3 +426,22 @@ def test_powers_of_functions():
     result = derive(network("t", 2, [(3, "tanh"), (1, "tanh")]))
     assert verify_claim(result, "W2", r"(a^{2} - y) \odot (1 - \tanh^{2}(z^{2})) (a^{1})^{T}").verdict == "correct"
     assert verify_claim(result, "W2", r"(a^{2} - y) \odot (1 - \tanh(z^{2})) (a^{1})^{T}").verdict == "incorrect"
+
+
+def test_the_feedback_printer_reads_back_as_the_same_claim():
+    """Every claim of the corpus, printed by the feedback document's own printer, parses back to the same
+    tree: a corrected line shown to a student means what the judge judged."""
+    from derive.claim import parse_claim
+    from derive.errors import DeriveError
+    from derive.verify import Meaning, term_latex
+
+    checked = 0
+    for case in CLAIMS:
+        try:
+            term = parse_claim(case["claim"])
+        except DeriveError:
+            continue
+        printed = term_latex(term, Meaning(result_for(case["example"])))
+        assert parse_claim(printed) == term, (case["claim"], printed)
+        checked += 1
+    assert checked > 150

@@ -16,12 +16,18 @@ def term_latex(t: Term, meaning: Meaning) -> str:
     """LaTeX for a parsed term, printed by us from the tree: no text of the user reaches TeX."""
     n = meaning.n
     if t.op == "symbol":
-        name = LATEX_NAMES.get(t.name)
+        base = t.name.removesuffix("_col0").removesuffix("_data")
+        name = LATEX_NAMES.get(base)
         if name is None:
-            name = ("\\" + t.name) if t.name in _GREEK else t.name if re.fullmatch(r"[A-Za-z]", t.name) \
-                else r"\mathrm{" + re.sub(r"[^A-Za-z]", "", t.name) + "}"
-        if t.label is not None:
-            name += "^{" + n.layer.replace("l", str(t.label)) + "}"
+            name = ("\\" + base) if base in _GREEK else base if re.fullmatch(r"[A-Za-z]", base) \
+                else r"\mathit{" + re.sub(r"[^A-Za-z]", "", base) + "}"
+        if t.name.endswith("_data"):
+            return name + r"_{\mathrm{data}}"
+        sample = f"({t.sample})" if t.sample else ""
+        if t.label is not None or sample:
+            name += "^{" + (n.layer.replace("l", str(t.label)) if t.label is not None else "") + sample + "}"
+        if t.name.endswith("_col0"):                 # Ng's bias column Theta_{.0}, or the entry Theta_{i0}
+            return name + ("_{" + f"{t.indices[0]}0" + "}" if t.indices else r"_{\cdot 0}")
         if t.indices:
             name += "_{" + ("".join(map(str, t.indices)) if all(len(str(i)) == 1 for i in t.indices)
                             else ",".join(map(str, t.indices))) + "}"
@@ -33,10 +39,19 @@ def term_latex(t: Term, meaning: Meaning) -> str:
     if t.op == "elementary":
         return r"\%s\left(%s\right)" % (t.name, term_latex(t.args[0], meaning))
     if t.op == "sum":
-        return r"\sum_{%s} %s" % (t.name, _wrapped(t.args[0], meaning))
+        upper = f"{t.value:g}" if t.value is not None else (t.indices[0] if t.indices else "")
+        head = r"\sum_{%s=1}^{%s}" % (t.name, upper) if upper else r"\sum_{%s}" % t.name
+        return f"{head} {_wrapped(t.args[0], meaning)}"
+    if t.op == "iverson":
+        return f"[{t.indices[0]} = {t.indices[1]}]"
+    if t.op == "indicator":
+        return f"[{term_latex(t.args[0], meaning)} > {t.value:g}]"
     if t.op == "matrix":
         rows = [" & ".join(term_latex(c, meaning) for c in r.args) for r in t.args]
         return r"\begin{bmatrix} " + r" \\ ".join(rows) + r" \end{bmatrix}"
+    if t.op == "partial" and t.args[0].op != "symbol":           # the operator form d/dx (...)
+        return r"\frac{\partial}{\partial %s}\left(%s\right)" % (term_latex(t.args[1], meaning),
+                                                                term_latex(t.args[0], meaning))
     if t.op == "partial":
         return r"\frac{\partial %s}{\partial %s}" % (term_latex(t.args[0], meaning), term_latex(t.args[1], meaning))
     if t.op == "apply":
@@ -48,25 +63,34 @@ def term_latex(t: Term, meaning: Meaning) -> str:
         inner = term_latex(t.args[0], meaning)
         wrap = t.args[0].op != "symbol" or t.args[0].label is not None
         return (f"\\left({inner}\\right)" if wrap else inner) + "^{" + n.transpose + "}"
-    if t.op == "neg":
-        return "-" + _wrapped(t.args[0], meaning)
+    if t.op == "neg":          # -(a b): the minus of the whole product, as the tree has it
+        arg = t.args[0]
+        atomic = arg.op in ("symbol", "number", "apply", "partial", "transpose", "power", "elementary", "matrix")
+        return "-" + (term_latex(arg, meaning) if atomic else f"\\left({term_latex(arg, meaning)}\\right)")
     if t.op == "recip":
         return r"\frac{1}{%s}" % term_latex(t.args[0], meaning)
     if t.op == "diag":
         return r"\operatorname{diag}\left(%s\right)" % term_latex(t.args[0], meaning)
     if t.op == "mul" and t.args[1].op == "recip":
         return r"\frac{%s}{%s}" % (term_latex(t.args[0], meaning), term_latex(t.args[1].args[0], meaning))
-    joiner = {"add": " + ", "sub": " - ", "mul": " ", "hadamard": r" \odot ", "divide": r" \oslash "}[t.op]
+    joiner = {"add": " + ", "sub": " - ", "mul": " ", "star": " * ", "hadamard": r" \odot ",
+              "divide": r" \oslash "}[t.op]
     parts = []
-    for a in t.args:           # a chain of one associative operator needs no inner parentheses
-        same = a.op == t.op and t.op in ("add", "hadamard", "mul")
-        parts.append(term_latex(a, meaning) if same or t.op == "add" else _wrapped(a, meaning))
+    for k, a in enumerate(t.args):     # a chain of one associative operator needs no inner parentheses
+        same = a.op == t.op and t.op in ("add", "hadamard", "mul") and k == 0
+        keep = same or (t.op == "add" and a.op != "neg") or (t.op == "sub" and k == 0 and a.op != "neg")
+        right_nested = k > 0 and a.op in ("mul", "star", "hadamard") and t.op in ("mul", "star", "hadamard")
+        parts.append(f"\\left({term_latex(a, meaning)}\\right)" if right_nested else
+                     term_latex(a, meaning) if keep else _wrapped(a, meaning))
     return joiner.join(parts)
 
 
 def _wrapped(t: Term, meaning) -> str:
+    """A factor printed so that it reads back as one: sums, products read entry-wise, a minus sign and
+    a sum over an index (which would take in everything after it) are put in parentheses."""
     text = term_latex(t, meaning)
-    return f"\\left({text}\\right)" if t.op in ("add", "sub", "hadamard", "divide") else text
+    wrap = t.op in ("add", "sub", "hadamard", "divide", "star", "neg", "sum", "mul_sum")
+    return f"\\left({text}\\right)" if wrap else text
 
 
 def feedback_document(result, verdict: Verdict, param: str | None, lang: str = "en") -> str:

@@ -9,7 +9,7 @@ from ..errors import DeriveError
 from ..notation import profile
 
 LATEX_NAMES = {"hat_y": r"\hat{y}", "y_out": r"y_{\mathrm{out}}", "bold_delta": r"\boldsymbol{\delta}",
-               "ones": r"\mathbf{1}"}     # claim names that are not plain letters -> how to write them
+               "ones": r"\mathbf{1}", "tilde_Theta": r"\tilde{\Theta}"}     # claim names that are not plain letters -> how to write them
 PER_SAMPLE_KINDS = ("z", "a", "delta", "input", "y", "output")
 class Meaning:
     """Symbols of a claim -> the engine's quantities, in the spec's notation."""
