@@ -236,7 +236,7 @@ def judge_equation(result, eq: PrintedEquation, meaning=None, instances=None) ->
     if mixed is not None:
         from .verify import mixed_message
 
-        return Judgement(eq, "unreadable", mixed_message(mixed))
+        return Judgement(eq, "unreadable", mixed_message(mixed, meaning))
     batch = meaning.uses_batch(lhs) or meaning.uses_batch(rhs)
     whole = Term("sub", (lhs, rhs))
     letters = free_letters(whole)

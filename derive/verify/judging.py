@@ -55,7 +55,7 @@ def judge(result, truth: Term, claim: Term, anchor: Term | None = None, diagnose
     anchor = meaning.normalize(anchor) if anchor is not None else None
     mixed = meaning.mixed_symbol(claim)
     if mixed is not None:
-        return Verdict("unparseable", diagnosis=mixed_message(mixed))
+        return Verdict("unparseable", diagnosis=mixed_message(mixed, meaning))
     batch = meaning.uses_batch(claim) or meaning.uses_batch(truth)
     instances = telling_instances(result, batch, truth, meaning, anchor)
 

@@ -9,7 +9,8 @@ from ..claim import Term, base_name, render
 from ..errors import DeriveError
 from .limits import MAX_DIAGNOSE_TERMS, MAX_PAIR_SECONDS, MAX_PAIR_TERMS, MAX_PAIR_TRIALS
 from .symbols import Meaning, at, free_letters, replace_at, subterms
-from .values import close, evaluate, letters_of
+from ..evaluate import Evaluator
+from .values import close, evaluate, letters_of, value_of
 from .verdict import ShapeError
 
 
@@ -41,6 +42,11 @@ def mutations(t: Term, meaning: Meaning):
                 f"sign error: {render(s.args[1])} is subtracted, not added, in {render(s)}{where(path)}"
     yield from _scalar_output_gradient(t, subs, meaning)
     for path, s in subs:
+        if s.op == "elementary" and s.name == "exp":
+            inner = s.args[0].args[0] if s.args[0].op == "neg" else Term("neg", (s.args[0],))
+            yield replace_at(t, path, replace(s, args=(inner,))), \
+                f"sign error in an exponent: {render(s)} should be {render(replace(s, args=(inner,)))}"
+    for path, s in subs:
         if s.op in ("add", "sub"):            # e.g. an L2 term added to a bias gradient
             kept, dropped = s.args[0], s.args[1]
             yield replace_at(t, path, kept), f"an extra term: {render(dropped)} does not belong in {render(s)}"
@@ -48,10 +54,12 @@ def mutations(t: Term, meaning: Meaning):
                 yield replace_at(t, path, dropped), f"an extra term: {render(kept)} does not belong in {render(s)}"
     for path, s in subs:
         if s.op == "transpose":
-            yield replace_at(t, path, s.args[0]), f"extra transpose: {render(s)} should be {render(s.args[0])}"
+            yield replace_at(t, path, s.args[0]), Slip(f"extra transpose: {render(s)} should be {render(s.args[0])}",
+                                                        s.args[0])
     for path, s in subs:
         if s.op in ("symbol", "mul", "star", "partial") and not (path and at(t, path[:-1]).op == "transpose"):
-            yield replace_at(t, path, Term("transpose", (s,))), f"missing transpose: {render(s)} should be ({render(s)})^T"
+            yield replace_at(t, path, Term("transpose", (s,))), \
+                Slip(f"missing transpose: {render(s)} should be ({render(s)})^T", s)
     for path, s in subs:
         if s.op in ("mul", "star"):
             yield replace_at(t, path, replace(s, args=s.args[::-1])), \
@@ -96,11 +104,59 @@ def mutations(t: Term, meaning: Meaning):
                 factor = Term("apply", (Term("symbol", name=z, label=label),), name="f", prime=True)
                 yield replace_at(t, path, Term("hadamard", (s, factor))), \
                     f"missing σ' factor: {render(s)} should be multiplied (⊙) by f'({z}{label})"
+    yield from _extra_factors(t, subs, meaning)
     yield from _pre_for_act(t, subs, meaning)
+    act = base_name(meaning.n.act)
+    for path, s in subs:       # tanh' is 1 - a^2: the square forgotten
+        if s.op == "symbol" and s.name == act:
+            yield replace_at(t, path, Term("hadamard", (s, s))), f"a square is missing: {render(s)} should be " \
+                                                                 f"{render(s)} ⊙ {render(s)}"
+
+
+class Slip(str):
+    """A diagnosis with the part of the claim it is about, to explain it with that part's shape."""
+
+    def __new__(cls, text: str, focus: Term):
+        out = super().__new__(cls, text)
+        out.focus = focus
+        return out
+
+
+def _explained(text: str, meaning: Meaning, inst) -> str:
+    """A transpose slip with the shapes that show it: W2 is 1x4 here, so (W2)^T is 4x1."""
+    focus = getattr(text, "focus", None)
+    if focus is None:
+        return text
+    try:
+        shape = np.shape(value_of(meaning.normalize(focus), meaning, Evaluator(inst), inst.samples))
+    except (ShapeError, DeriveError, ValueError, TypeError, KeyError):
+        return text
+    if len(shape) != 2 or shape[0] == shape[1]:
+        return text
+    return f"{text} ({render(focus)} is {shape[0]}x{shape[1]} here and its transpose {shape[1]}x{shape[0]})"
+
+
+def _extra_factors(t: Term, subs, meaning: Meaning):
+    """A factor of an entry-wise product that does not belong, alone or with its neighbour (a ⊙ (1 - a),
+    the sigmoid's derivative, written where softmax or sigmoid with cross-entropy has cancelled it)."""
+    q, loss = meaning.q, meaning.result.spec.loss.kind
+    last = q.activation(q.depth).name
+    cancels = (last == "softmax" and loss == "cross_entropy") or (last == "sigmoid" and loss == "binary_cross_entropy")
+    why = (f" (with {last} and {'cross-entropy' if loss == 'cross_entropy' else 'binary cross-entropy'} the output "
+           f"delta is {base_name(meaning.n.act)} - {base_name(meaning.n.target)}: the activation's derivative "
+           "cancels)") if cancels else ""
     for path, s in subs:
-        if s.op == "hadamard":
-            for keep in (0, 1):
-                yield replace_at(t, path, s.args[keep]), f"extra factor: {render(s.args[1 - keep])} does not belong"
+        if s.op != "hadamard" or (path and at(t, path[:-1]).op == "hadamard"):
+            continue
+        factors = _flatten(s)
+        for size in (1, 2):
+            for i in range(len(factors) - size + 1):
+                kept = factors[:i] + factors[i + size:]
+                if not kept:
+                    continue
+                dropped = " ⊙ ".join(render(f) for f in factors[i:i + size])
+                yield replace_at(t, path, _build(kept, "hadamard")), \
+                    f"{'an extra derivative factor' if cancels else 'extra factor'}: {dropped} does not belong{why}"
 
 
 def _matrix_entry(t: Term, path) -> str:
@@ -220,7 +276,7 @@ def find_fix(meaning, instances, truth, claim, anchor=None) -> tuple[str, Term |
         singles = list(mutations(claim, meaning))
         for changed, text in singles:
             if fixes(changed):
-                return text, changed
+                return _explained(text, meaning, instances[0]), changed
         if size > MAX_PAIR_TERMS:
             return "", None
         import time

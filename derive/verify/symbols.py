@@ -185,18 +185,24 @@ def free_letters(t: Term, bound=frozenset()) -> list[str]:
         out += [i for i in free_letters(a, bound) if i not in out]
     return list(dict.fromkeys(out))
 
-def mixed_message(symbol: Term) -> str:
+def mixed_message(symbol: Term, meaning: Meaning | None = None) -> str:
+    if meaning is not None:
+        n = meaning.n
+        names = ", ".join(base_name(x) for x in (n.batch_delta, n.batch_act, n.batch_input))
+    else:
+        names = "Delta, A, X"
     return (f"the claim mixes the per-sample {render(symbol)} with batch symbols (m, the batch matrices, the "
-            f"accumulator): a per-sample symbol is one sample's; write the batch's matrices (e.g. Delta, A, X) "
+            f"accumulator): a per-sample symbol is one sample's; write the batch's matrices (e.g. {names}) "
             f"throughout, or leave out m and the batch symbols for one sample")
 
 
 def activation(t: Term, meaning: Meaning):
     row = activation_row(t, meaning)
     if t.prime and row.vector:
+        a, y = base_name(meaning.n.act), base_name(meaning.n.target)
         raise DeriveError(f"claim: {render(t)}: {row.name} has a Jacobian, not an entry-wise derivative; with "
-                          "cross-entropy the output delta is a - y, otherwise write the Jacobian "
-                          "(\\operatorname{diag}(a) - a a^T) times the gradient")
+                          f"cross-entropy the output delta is {a} - {y} (no extra derivative factor), otherwise "
+                          f"write the Jacobian (\\operatorname{{diag}}({a}) - {a} {a}^T) times the gradient")
     return row
 
 
