@@ -146,14 +146,10 @@ def build_command(spec_paths, out_dir, pdf, lang, layers):
     from .documents import build, select_layers
     from .spec import load
 
-    from .documents import require_typesettable_title
-
     specs = [load(path) for path in spec_paths]      # every spec is validated before anything is written
     for spec in specs:
         if layers:
             select_layers(layers, spec.depth)
-        if pdf:
-            require_typesettable_title(spec.title, lang)
     failed = False
     for number, spec in enumerate(specs, start=1):
         if len(specs) > 1:
@@ -266,9 +262,12 @@ def verify_command(spec_path, param, claim_text, derivation_path, as_json, tex, 
             from .verify import feedback_document
 
             stem = re.sub(r"[^A-Za-z0-9_-]", "_", Path(derivation_path).stem)[:60] + "_feedback"
-            for path in publish(feedback_document(result, verdict, param, lang), out_dir, stem, lang, pdf)[:2]:
-                if path:
-                    click.echo(str(path), err=True)
+            try:
+                for path in publish(feedback_document(result, verdict, param, lang), out_dir, stem, lang, pdf)[:2]:
+                    if path:
+                        click.echo(str(path), err=True)
+            except DeriveError as exc:         # the document failed; the verdict stands, with its exit code
+                click.echo(f"derive: the feedback document was not written: {exc}", err=True)
     if as_json:
         click.echo(_json(verdict.to_json()))
     else:

@@ -64,8 +64,6 @@ def build(spec: NetworkSpec, out_dir: str | Path, lang: str = "en", pdf: bool = 
     from .render import render_document
 
     shown = select_layers(layers, spec.depth) if layers else None
-    if pdf:
-        require_typesettable_title(spec.title, lang)
     result = derive(spec)
     report = check(result)
     text = render_document(result, report, lang, shown)
@@ -75,29 +73,6 @@ def build(spec: NetworkSpec, out_dir: str | Path, lang: str = "en", pdf: bool = 
                f"gradients {'match' if all(g.passed for g in report.gradients) else 'DO NOT match'} central differences; "
                f"{printed.summary()}")
     return BuildOutcome(tex_path, pdf_path, report.passed, summary, warnings)
-
-
-# What the PDF engines here can typeset in a title: pdflatex with T1 fonts (English) takes Latin
-# scripts and common punctuation; xelatex with ctex (Chinese) adds CJK. Anything else would fail in
-# TeX or print a blank, so it is refused before any work.
-_PUNCTUATION = set("\u2013\u2014\u2018\u2019\u201c\u201d\u2026\u00b7")
-
-
-def require_typesettable_title(title: str, lang: str) -> None:
-    import unicodedata
-
-    from .errors import DeriveError
-
-    for ch in title:
-        latin = ord(ch) < 0x250 or ch in _PUNCTUATION
-        cjk = lang == "zh" and (0x3000 <= ord(ch) <= 0x9FFF or 0xFF00 <= ord(ch) <= 0xFFEF)
-        if not (latin or cjk):
-            name = unicodedata.name(ch, f"U+{ord(ch):04X}")
-            hint = " (Chinese characters typeset in the Chinese document, --lang zh)" if lang == "en" and \
-                0x3000 <= ord(ch) <= 0x9FFF else ""
-            raise DeriveError(f"title: the character {ch!r} ({name}) cannot be typeset in the "
-                              f"{'English' if lang == 'en' else 'Chinese'} PDF; titles take Latin letters, "
-                              f"common punctuation{' and Chinese characters' if lang == 'zh' else ''}{hint}")
 
 
 def require_printed_correct(result, text: str, what: str):

@@ -33,6 +33,12 @@ def templates_dir() -> Path:
 escape_text = latex_text      # the name the documents' tests import
 
 
+@jinja2.pass_context
+def _esc(context, text) -> str:
+    """Text for the document being rendered: CJK passes where the document loads a CJK font (zh)."""
+    return latex_text(text, cjk=context.get("lang") == "zh")
+
+
 @functools.lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
@@ -43,7 +49,7 @@ def environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
         keep_trailing_newline=True, autoescape=False,
     )
-    env.filters["esc"] = latex_text
+    env.filters["esc"] = _esc
     env.filters["py"] = python_string_body
     env.filters["html"] = html_text
     env.filters["tex"] = _tex_filter

@@ -19,6 +19,8 @@ from derive.steps import STEP_KINDS
 
 from conftest import IN_CI
 
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
 ROOT = Path(__file__).parent.parent
 GOLDEN = Path(__file__).parent / "golden"
 NOISE = re.compile(r"\d\.\de[-+]\d\d")   # rounding-level errors in the check table vary with the CPU
@@ -265,3 +267,43 @@ def test_layers_option_writes_out_the_chosen_layers_and_one_sentence_per_gap(tmp
                                "--layers", bad], capture_output=True, text=True)
         assert proc.returncode == 2 and words in proc.stderr and "Traceback" not in proc.stderr, (bad, proc.stderr)
         assert not (tmp_path / "bad").exists()
+
+
+UNICODE_TITLE = "σ-Netz: ∂L/∂W, café, naïve, 中文, 😀 — δ² ⊙ x₁, λ‖W‖², “quoted”"
+
+
+def test_any_unicode_in_text_becomes_latex_every_font_has():
+    """Greek and mathematical signs become math, CJK passes only where a CJK font is loaded, and any
+    other character is written as its code point: nothing is left for a font to lack."""
+    en, zh = escape_text(UNICODE_TITLE), escape_text(UNICODE_TITLE, cjk=True)
+    assert r"\ensuremath{\sigma}" in en and r"\ensuremath{\partial}" in en and r"\ensuremath{\odot}" in en
+    assert "中文" in zh and "中" not in en and "[U+4E2D]" in en and "[U+1F600]" in zh
+    assert all(ord(ch) < 0x17F for ch in en)
+    assert all(ord(ch) < 0x17F or 0x3000 <= ord(ch) <= 0x9FFF for ch in zh)
+
+
+@pytest.mark.pdf
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_a_unicode_title_typesets_with_no_missing_glyph(tmp_path, lang):
+    from derive.documents import publish
+
+    spec = network("uni", 2, [(2, "sigmoid")], title=UNICODE_TITLE)
+    result = derive(spec)
+    text = render_document(result, check(result), lang)
+    _, pdf, warnings = publish(text, tmp_path, "uni", lang, pdf=True)
+    assert pdf.is_file() and not [w for w in warnings if "Missing character" in w], warnings
+    assert r"\tracinglostchars=2" in text          # so that a lost glyph would be in the warnings
+
+
+@pytest.mark.pdf
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_verify_feedback_with_greek_diagnoses_compiles_and_keeps_the_verdicts_exit_code(tmp_path, lang):
+    """The two commonest slips (a missing σ', ⊙ for a product) have Greek in their diagnosis."""
+    source = tmp_path / "missing_sigma.tex"
+    source.write_text("\\begin{align*}\n\\frac{\\partial L}{\\partial W^{1}} &= \\delta^{1} x^{T} \\\\\n"
+                      "&= (W^{2})^{T} \\delta^{2} x^{T}\n\\end{align*}\n")
+    proc = subprocess.run([sys.executable, "-m", "derive.cli", "verify", str(EXAMPLES / "three_layers.yaml"),
+                           "--derivation", str(source), "--pdf", "--lang", lang, "-o", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "σ'" in proc.stdout, proc.stdout + proc.stderr
+    assert list((tmp_path / "out").glob("*.pdf")), proc.stderr
