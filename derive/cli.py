@@ -342,3 +342,40 @@ def _demo_xor(out_dir):
 
 if __name__ == "__main__":
     main()
+
+
+@main.command("examples")
+@click.argument("action", type=click.Choice(["list", "show", "copy"]), default="list")
+@click.argument("name", required=False)
+@click.argument("dest", required=False, type=click.Path())
+def examples_command(action, name, dest):
+    """List the built-in example specs, show one, or copy one to edit. Any command that takes a SPEC
+    also takes an example's name.
+
+    derive examples | derive examples show classifier | derive examples copy classifier my_net.yaml
+    """
+    from pathlib import Path
+
+    from .files import write_atomic
+    from .resources import example_names, example_text
+    from .spec import loads
+
+    names = example_names()
+    if action == "list":
+        width = max(len(n) for n in names)
+        for n in names:
+            click.echo(f"{n:<{width}}  {loads(example_text(n), n).title}")
+        return
+    if name not in names:
+        raise DeriveError(f"examples {action}: {name!r} is not a built-in example; they are: " + ", ".join(names)
+                          if name else f"examples {action} needs an example's name: " + ", ".join(names))
+    if action == "show":
+        click.echo(example_text(name), nl=False)
+        return
+    target = Path(dest or f"{name}.yaml")
+    if target.is_dir():
+        target = target / f"{name}.yaml"
+    if target.exists():
+        raise DeriveError(f"examples copy: {target} exists; nothing was written (give another DEST)")
+    write_atomic(target, example_text(name).encode("utf-8"))
+    click.echo(str(target))

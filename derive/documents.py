@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .spec import NetworkSpec, load
+from .spec import NetworkSpec
 
 
 @dataclass(frozen=True)
@@ -94,9 +94,10 @@ def require_printed_correct(result, text: str, what: str):
 
 
 def builtin_examples() -> list[NetworkSpec]:
-    here = Path(__file__).resolve().parent
-    folder = next(c for c in (here.parent / "examples", here / "examples") if any(c.glob("*.yaml")))
-    return [load(path) for path in sorted(folder.glob("*.yaml"))]
+    from .resources import example_names, example_text
+    from .spec import loads
+
+    return [loads(example_text(name), f"{name}.yaml") for name in example_names()]
 
 
 def graph_document(graph, expression: str, lang: str) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import jinja2
 import sympy as sp
@@ -13,6 +12,7 @@ from . import rules
 from .algebra import Quantities
 from .notation import Notation, profile
 from .escape import html_text, latex_text, python_string_body
+from .resources import template_source
 from .printing import DerivePrinter, one_term
 from .steps import STEP_KINDS, Derivation, Step
 
@@ -21,13 +21,11 @@ LINE_BUDGET = 68            # visible math characters per displayed line
 _INVISIBLE = re.compile(r"\\(left|right|bigl|bigr|mathrm|operatorname|mathbf|mathit)\b|\\[a-zA-Z]+|[{}^_&]")
 
 
-def templates_dir() -> Path:
-    """templates/ of a source checkout, or derive/templates/ inside an installed wheel."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "templates", here / "templates"):
-        if (candidate / "document.tex.j2").is_file():
-            return candidate
-    raise FileNotFoundError("derive's templates are missing from this installation")
+def templates_dir():
+    """The templates folder, as a Traversable (a Path in a checkout or an unpacked wheel)."""
+    from .resources import templates
+
+    return templates()
 
 
 escape_text = latex_text      # the name the documents' tests import
@@ -42,7 +40,7 @@ def _esc(context, text) -> str:
 @functools.lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        loader=jinja2.FunctionLoader(template_source),       # importlib.resources: wheels and zips too
         block_start_string="((*", block_end_string="*))",
         variable_start_string="(((", variable_end_string=")))",
         comment_start_string="((=", comment_end_string="=))",

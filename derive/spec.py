@@ -298,25 +298,37 @@ MAX_SPEC_BYTES = 1_000_000
 
 
 def load(path: str | Path) -> NetworkSpec:
-    import yaml
-
+    """A spec from a YAML file, or a built-in example by its name (`derive examples` lists them) when
+    no file of that name exists."""
     from .files import read_input
+    from .resources import example_text
 
+    if not Path(path).exists() and example_text(str(path)) is not None:
+        return loads(example_text(str(path)), f"{path}.yaml")
     path = Path(path)
     raw = read_input(path, MAX_SPEC_BYTES, "spec file")
     try:
-        data = yaml.safe_load(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise SpecError("spec file", str(path), "UTF-8 text") from None
+    return loads(text, str(path))
+
+
+def loads(text: str, origin: str = "spec") -> NetworkSpec:
+    """A spec from YAML text; origin names it in error messages."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
     except RecursionError:
-        raise SpecError("spec file", str(path), "YAML nested less deeply") from None
+        raise SpecError("spec file", origin, "YAML nested less deeply") from None
     except ValueError as exc:       # e.g. an integer of more than 4300 digits
-        raise SpecError("spec file", str(path), f"YAML whose values can be read ({str(exc)[:80]})") from None
+        raise SpecError("spec file", origin, f"YAML whose values can be read ({str(exc)[:80]})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         place = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise SpecError("YAML", f"{getattr(exc, 'problem', exc)}{place}", "well-formed YAML", str(path)) from None
+        raise SpecError("YAML", f"{getattr(exc, 'problem', exc)}{place}", "well-formed YAML", origin) from None
     try:
         return from_mapping(data)
     except SpecError as exc:
-        raise SpecError(exc.field, exc.value, exc.accepted, str(path)) from None
+        raise SpecError(exc.field, exc.value, exc.accepted, origin) from None
