@@ -4,10 +4,17 @@
     >>> result = derive(network("xor", 2, [(4, "sigmoid"), (1, "sigmoid")]))
     >>> result.gradient("W1")
 """
+from importlib import metadata as _metadata
+
 from .errors import DeriveError, SpecError
 from .spec import Layer, LossSpec, NetworkSpec, load, network
 
-__all__ = ["DeriveError", "SpecError", "Layer", "LossSpec", "NetworkSpec", "load", "network", "derive", "check",
+try:
+    __version__ = _metadata.version("derive")
+except _metadata.PackageNotFoundError:      # run from a checkout that was never installed
+    __version__ = "0+unknown"
+
+__all__ = ["__version__", "DeriveError", "SpecError", "Layer", "LossSpec", "NetworkSpec", "load", "network", "derive", "check",
            "NetworkDerivation", "CheckReport"]
 
 

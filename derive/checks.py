@@ -55,6 +55,24 @@ class CheckReport:
     def passed(self) -> bool:
         return self.steps_failed == 0 and all(g.passed for g in self.gradients)
 
+    def __repr__(self) -> str:
+        return (f"<CheckReport {'passed' if self.passed else 'FAILED'}: {len(self.steps) - self.steps_failed}/"
+                f"{len(self.steps)} steps, {sum(g.passed for g in self.gradients)}/{len(self.gradients)} gradients>")
+
+    def _repr_html_(self) -> str:
+        """A notebook table: every parameter's cross-check, and the steps that failed."""
+        from .escape import html_text
+
+        rows = "".join(f"<tr><td>{html_text(g.parameter)}</td><td>{g.max_abs_error:.1e}</td><td>{g.max_rel_error:.1e}"
+                       f"</td><td>{html_text(g.mode)}</td><td>{'yes' if g.passed else '<b>no</b>'}</td></tr>"
+                       for g in self.gradients)
+        failed = "".join(f"<li>{html_text(s.derivation)} step {s.position}: {html_text(s.message)}</li>"
+                         for s in self.steps if not s.passed)
+        return (f"<p><b>{'All checks passed' if self.passed else 'Some checks FAILED'}</b>: "
+                f"{len(self.steps) - self.steps_failed} of {len(self.steps)} steps.</p>"
+                "<table><tr><th>parameter</th><th>max abs error</th><th>max rel error</th><th>mode</th>"
+                f"<th>passed</th></tr>{rows}</table>" + (f"<ul>{failed}</ul>" if failed else ""))
+
     def to_json(self) -> dict:
         return {
             "passed": self.passed,

@@ -43,10 +43,28 @@ class NetworkDerivation:
         return tuple(dict.fromkeys(d.level for d in self.derivations))
 
     def gradient(self, parameter: str) -> sp.Basic:
-        """The final matrix-form result for 'W2' or 'b1' (batch form when samples != 1)."""
-        topic, layer = {"W": "weight", "b": "bias"}[parameter[0]], int(parameter[1:])
+        """The final matrix-form result for a parameter (batch form when samples != 1), named as
+        `derive verify --param` takes it: 'W2', 'b1', the notation's 'Theta2', 'w2'."""
+        import re
+
+        from .errors import DeriveError
+
+        m = re.fullmatch(r"(W|w|Theta|θ|Θ|b)\s*\^?\{?\(?([0-9]+)\)?\}?", str(parameter).strip())
+        layer = int(m.group(2)) if m else 0
+        if not m or not 1 <= layer <= self.spec.depth or (m.group(1) == "b" and not self.spec.layers[layer - 1].bias):
+            raise DeriveError(f"gradient({parameter!r}): this network's parameters are "
+                              f"{', '.join(self.parameters)} (the weights may also be named as the notation "
+                              "writes them, e.g. Theta1 in Ng's)")
+        topic = "bias" if m.group(1) == "b" else "weight"
         level = "batch" if self.quantities.samples != 1 else "matrix"
         return self.get(topic, layer, level).result.rhs
+
+    def __repr__(self) -> str:
+        """Short: the network and what was derived (the dataclass's own repr runs to pages)."""
+        sizes = " → ".join(str(s) for s in self.quantities.sizes)
+        return (f"<NetworkDerivation {self.spec.name!r}: {sizes}, {self.spec.notation} notation, "
+                f"{len(self.derivations)} derivations at levels {', '.join(self.levels)}; "
+                f"parameters {', '.join(self.parameters)}>")
 
     @property
     def parameters(self) -> tuple[str, ...]:
