@@ -141,7 +141,9 @@ def _print_report(spec, report, readbacks=None):
 @click.option("--layers", metavar="LIST", default=None,
               help="Write out only these layers' derivations, e.g. 1-2,59-60 (1 = the first weight layer); "
                    "the others are still derived and checked, and get one sentence each run.")
-def build_command(spec_paths, out_dir, pdf, lang, layers):
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object: for each document the files written, the checks and the warnings.")
+def build_command(spec_paths, out_dir, pdf, lang, layers, as_json):
     """Typeset the derivation of each SPEC as a step-by-step LaTeX document."""
     from .documents import build, select_layers
     from .spec import load
@@ -150,17 +152,24 @@ def build_command(spec_paths, out_dir, pdf, lang, layers):
     for spec in specs:
         if layers:
             select_layers(layers, spec.depth)
-    failed = False
+    failed, documents = False, []
     for number, spec in enumerate(specs, start=1):
         if len(specs) > 1:
             click.echo(f"[{number}/{len(specs)}] {spec.name} ({lang})", err=True)
         outcome = build(spec, out_dir, lang=lang, pdf=pdf, layers=layers)
-        click.echo(str(outcome.tex))
-        if outcome.pdf:
-            click.echo(str(outcome.pdf))
-        for warning in outcome.warnings:
-            click.echo(f"derive: warning: {warning}", err=True)
+        documents.append({"spec": spec.name, "lang": lang, "tex": str(outcome.tex),
+                          "pdf": str(outcome.pdf) if outcome.pdf else None, "passed": outcome.passed,
+                          "checks": outcome.summary, "warnings": list(outcome.warnings)})
+        if not as_json:
+            click.echo(str(outcome.tex))
+            if outcome.pdf:
+                click.echo(str(outcome.pdf))
+            click.echo(f"derive: {spec.name} ({lang}): {outcome.summary}", err=True)
+            for warning in outcome.warnings:
+                click.echo(f"derive: warning: {warning}", err=True)
         failed = failed or not outcome.passed
+    if as_json:
+        click.echo(_json({"passed": not failed, "documents": documents}))
     sys.exit(EXIT_FAILED if failed else 0)
 
 
@@ -340,10 +349,6 @@ def _demo_xor(out_dir):
     click.echo(f"{path}: trained on XOR for 10000 epochs (lr 0.5, seed 0): mean squared error {mse:.5f}")
 
 
-if __name__ == "__main__":
-    main()
-
-
 @main.command("examples")
 @click.argument("action", type=click.Choice(["list", "show", "copy"]), default="list")
 @click.argument("name", required=False)
@@ -379,3 +384,7 @@ def examples_command(action, name, dest):
         raise DeriveError(f"examples copy: {target} exists; nothing was written (give another DEST)")
     write_atomic(target, example_text(name).encode("utf-8"))
     click.echo(str(target))
+
+
+if __name__ == "__main__":
+    main()

@@ -95,3 +95,25 @@ def test_readme_library_example_runs_in_a_fresh_interpreter():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split() == ["Mdelta_1*Ma_0.T", "True", "75", "0"]
+
+
+def test_build_reports_its_checks_and_answers_in_json(tmp_path):
+    proc = run("build", "seed004_mlp_column", "-o", str(tmp_path))
+    assert proc.returncode == 0 and proc.stdout.strip() == str(tmp_path / "seed004_mlp_column.tex")
+    assert "steps checked, 0 failed" in proc.stderr and "read back" in proc.stderr
+    data = json.loads(run("build", "classifier", "three_layers", "-o", str(tmp_path), "--json").stdout)
+    assert data["passed"] is True and [d["spec"] for d in data["documents"]] == ["classifier", "three_layers"]
+    assert all(Path(d["tex"]).is_file() and d["pdf"] is None and "0 failed" in d["checks"] for d in data["documents"])
+
+
+def test_examples_are_listed_shown_copied_and_taken_by_name(tmp_path):
+    listed = run("examples")
+    assert listed.returncode == 0 and len(listed.stdout.splitlines()) == len(EXAMPLES)
+    shown = run("examples", "show", "classifier")
+    assert shown.stdout == (Path(__file__).parent.parent / "examples" / "classifier.yaml").read_text()
+    target = tmp_path / "mine.yaml"
+    assert run("examples", "copy", "classifier", str(target)).returncode == 0 and target.read_text() == shown.stdout
+    again = run("examples", "copy", "classifier", str(target))
+    assert again.returncode == 2 and "exists" in again.stderr and target.read_text() == shown.stdout
+    unknown = run("examples", "show", "nope")
+    assert unknown.returncode == 2 and "seed004_mlp_column" in unknown.stderr and "Traceback" not in unknown.stderr
