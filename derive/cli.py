@@ -361,15 +361,15 @@ def examples_command(action, name, dest):
     """
     from pathlib import Path
 
+    from .documents import builtin_examples
     from .files import write_atomic
     from .resources import example_names, example_text
-    from .spec import loads
 
     names = example_names()
     if action == "list":
         width = max(len(n) for n in names)
-        for n in names:
-            click.echo(f"{n:<{width}}  {loads(example_text(n), n).title}")
+        for spec in builtin_examples():
+            click.echo(f"{spec.name:<{width}}  {spec.title}")
         return
     if name not in names:
         raise DeriveError(f"examples {action}: {name!r} is not a built-in example; they are: " + ", ".join(names)

@@ -45,17 +45,17 @@ class NetworkDerivation:
     def gradient(self, parameter: str) -> sp.Basic:
         """The final matrix-form result for a parameter (batch form when samples != 1), named as
         `derive verify --param` takes it: 'W2', 'b1', the notation's 'Theta2', 'w2'."""
-        import re
-
         from .errors import DeriveError
+        from .notation import parse_parameter
 
-        m = re.fullmatch(r"(W|w|Theta|θ|Θ|b)\s*\^?\{?\(?([0-9]+)\)?\}?", str(parameter).strip())
-        layer = int(m.group(2)) if m else 0
-        if not m or not 1 <= layer <= self.spec.depth or (m.group(1) == "b" and not self.spec.layers[layer - 1].bias):
+        name = parse_parameter(parameter)
+        layer = name.label if name else 0
+        if name is None or name.kind == "delta" or name.indices or not 1 <= layer <= self.spec.depth or \
+                (name.kind == "b" and not self.spec.layers[layer - 1].bias):
             raise DeriveError(f"gradient({parameter!r}): this network's parameters are "
                               f"{', '.join(self.parameters)} (the weights may also be named as the notation "
                               "writes them, e.g. Theta1 in Ng's)")
-        topic = "bias" if m.group(1) == "b" else "weight"
+        topic = "bias" if name.kind == "b" else "weight"
         level = "batch" if self.quantities.samples != 1 else "matrix"
         return self.get(topic, layer, level).result.rhs
 

@@ -31,7 +31,8 @@ _LATEX_UNICODE.update({
     "∞": r"\ensuremath{\infty}", "‖": r"\ensuremath{\|}", "⊤": r"\ensuremath{\top}", "ᵀ": r"\ensuremath{^{T}}",
     "⊗": r"\ensuremath{\otimes}", "⊕": r"\ensuremath{\oplus}", "∀": r"\ensuremath{\forall}",
     "∃": r"\ensuremath{\exists}", "ℝ": r"\ensuremath{\mathbb{R}}", "𝟙": r"\ensuremath{\mathbb{1}}",
-    "…": r"\ldots{}", "—": "---", "–": "--", "‘": "`", "’": "'", "“": "``", "”": "''", "•": r"\textbullet{}", "⋯": r"\ensuremath{\cdots}", "⊘": r"\ensuremath{\oslash}", "ℓ": r"\ensuremath{\ell}",
+    "…": r"\ldots{}", "⋯": r"\ensuremath{\cdots}", "ℓ": r"\ensuremath{\ell}",
+    "—": "---", "–": "--", "‘": "`", "’": "'", "“": "``", "”": "''", "•": r"\textbullet{}",
 })
 for _k, _digit in enumerate("⁰¹²³⁴⁵⁶⁷⁸⁹"):
     _LATEX_UNICODE[_digit] = "\\ensuremath{^{%d}}" % _k

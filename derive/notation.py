@@ -102,3 +102,28 @@ def profile(name: str, overrides: tuple[tuple[str, str], ...] = ()) -> Notation:
         else:
             chosen = replace(chosen, **{role: tex})
     return chosen
+
+
+PARAMETER_NAME = re.compile(r"(W|w|Theta|Θ|θ|theta|b|delta|δ)\s*\^?\{?\(?([0-9]+)\)?\}?"
+                            r"(?:\[([0-9]+)(?:,\s*([0-9]+))?\])?")
+PARAMETER_KINDS = {"W": "W", "w": "W", "Theta": "W", "Θ": "W", "θ": "W", "theta": "W", "b": "b",
+                   "delta": "delta", "δ": "delta"}
+
+
+@dataclass(frozen=True)
+class ParameterName:
+    """A parameter (or delta) as a user names it: W2, Theta1, b1, delta3, W1[2,3]. The label is the one
+    the notation prints: Ng's delta3 is the output layer's delta^{(3)}."""
+    kind: str                  # W | b | delta
+    label: int
+    indices: tuple[int, ...] = ()
+
+    def layer(self, notation: Notation) -> int:
+        return self.label - notation.node_shift if self.kind == "delta" else self.label
+
+
+def parse_parameter(text: str) -> ParameterName | None:
+    m = PARAMETER_NAME.fullmatch(str(text).strip())
+    if not m:
+        return None
+    return ParameterName(PARAMETER_KINDS[m.group(1)], int(m.group(2)), tuple(int(g) for g in m.group(3, 4) if g))

@@ -303,8 +303,9 @@ def load(path: str | Path) -> NetworkSpec:
     from .files import read_input
     from .resources import example_text
 
-    if not Path(path).exists() and example_text(str(path)) is not None:
-        return loads(example_text(str(path)), f"{path}.yaml")
+    example = None if Path(path).exists() else example_text(str(path))
+    if example is not None:
+        return loads(example, f"{path}.yaml")
     path = Path(path)
     raw = read_input(path, MAX_SPEC_BYTES, "spec file")
     try:

@@ -89,7 +89,7 @@ def _wrapped(t: Term, meaning) -> str:
     """A factor printed so that it reads back as one: sums, products read entry-wise, a minus sign and
     a sum over an index (which would take in everything after it) are put in parentheses."""
     text = term_latex(t, meaning)
-    wrap = t.op in ("add", "sub", "hadamard", "divide", "star", "neg", "sum", "mul_sum")
+    wrap = t.op in ("add", "sub", "hadamard", "divide", "star", "neg", "sum")
     return f"\\left({text}\\right)" if wrap else text
 
 

@@ -142,9 +142,7 @@ def instance_values(meaning, inst) -> dict:
             if bias is not None:
                 values[name(n.bias, layer)] = listed(np.ravel(bias))
     if meaning.l2:
-        import sympy as sp
-
-        values["\\lambda"] = float(inst.constants[sp.Symbol(meaning.l2)])
+        values["\\lambda"] = meaning.l2_value(inst)
     return values
 
 

@@ -7,9 +7,9 @@ import numpy as np
 
 from ..claim import Term, base_name, render
 from ..errors import DeriveError
+from ..evaluate import Evaluator
 from .limits import MAX_DIAGNOSE_TERMS, MAX_PAIR_SECONDS, MAX_PAIR_TERMS, MAX_PAIR_TRIALS
 from .symbols import Meaning, at, free_letters, replace_at, subterms
-from ..evaluate import Evaluator
 from .values import close, evaluate, letters_of, value_of
 from .verdict import ShapeError
 
@@ -356,9 +356,10 @@ def _pre_for_act(t: Term, subs, meaning: Meaning):
 
 def _index_letters(t: Term, subs, meaning: Meaning):
     """An index letter changed: o_k where o_j belongs (the claim's letters and the notation's j, k, i)."""
+    if not free_letters(t):
+        return
     letters = sorted({i for _, s in subs if s.op == "symbol" for i in s.indices if isinstance(i, str)}
-                     | {s.name for _, s in subs if s.op == "sum"}
-                     | {meaning.n.index_name(c) for c in "jki"} if free_letters(t) else set())
+                     | {s.name for _, s in subs if s.op == "sum"} | {meaning.n.index_name(c) for c in "jki"})
     for path, s in subs:
         if s.op != "symbol":
             continue

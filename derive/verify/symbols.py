@@ -1,12 +1,11 @@
 """Reading symbols: what each symbol of a claim means in the spec's notation, and walking terms."""
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 
 from ..claim import Term, base_name, render
 from ..errors import DeriveError
-from ..notation import profile
+from ..notation import parse_parameter, profile
 
 LATEX_NAMES = {"hat_y": r"\hat{y}", "y_out": r"y_{\mathrm{out}}", "bold_delta": r"\boldsymbol{\delta}",
                "ones": r"\mathbf{1}", "tilde_Theta": r"\tilde{\Theta}"}     # claim names that are not plain letters -> how to write them
@@ -37,6 +36,12 @@ class Meaning:
             table["y_out"] = "output"
         self.l2 = spec.loss.l2 if isinstance(spec.loss.l2, str) else None
         self.table = table
+
+    def l2_value(self, inst) -> float:
+        """The symbolic L2 strength's value at an instance."""
+        import sympy as sp
+
+        return float(inst.constants[sp.Symbol(self.l2)])
 
     def is_l2(self, name: str) -> bool:
         """The spec's name for a symbolic L2 strength, or \\lambda, which the documents print for it."""
@@ -185,12 +190,9 @@ def free_letters(t: Term, bound=frozenset()) -> list[str]:
         out += [i for i in free_letters(a, bound) if i not in out]
     return list(dict.fromkeys(out))
 
-def mixed_message(symbol: Term, meaning: Meaning | None = None) -> str:
-    if meaning is not None:
-        n = meaning.n
-        names = ", ".join(base_name(x) for x in (n.batch_delta, n.batch_act, n.batch_input))
-    else:
-        names = "Delta, A, X"
+def mixed_message(symbol: Term, meaning: Meaning) -> str:
+    n = meaning.n
+    names = ", ".join(base_name(x) for x in (n.batch_delta, n.batch_act, n.batch_input))
     return (f"the claim mixes the per-sample {render(symbol)} with batch symbols (m, the batch matrices, the "
             f"accumulator): a per-sample symbol is one sample's; write the batch's matrices (e.g. {names}) "
             f"throughout, or leave out m and the batch symbols for one sample")
@@ -222,10 +224,6 @@ def activation_row(t: Term, meaning: Meaning):
     raise DeriveError(f"claim: cannot tell which layer's activation {t.name}(...) means; write it of z, "
                       f"e.g. {t.name}'(z^{{2}})")
 
-PARAM_RE = re.compile(r"(W|w|Theta|Θ|θ|theta|b|delta|δ)\s*\^?\{?\(?([0-9]+)\)?\}?(?:\[([0-9]+)(?:,\s*([0-9]+))?\])?")
-PARAM_KINDS = {"W": "W", "w": "W", "Theta": "W", "Θ": "W", "θ": "W", "theta": "W", "b": "b", "delta": "delta", "δ": "delta"}
-
-
 def parameter_names(result) -> str:
     """What --param accepts for this network, labels as the notation prints them."""
     n = profile(result.spec.notation, result.spec.symbols)
@@ -239,14 +237,12 @@ def parameter_names(result) -> str:
 def target(result, param: str) -> Term:
     """What a claim is about, as a term: dL/dW^l, dL/db^l, delta^l, or one of their entries. Labels are
     the notation's: Ng's delta3 is the \\delta^{(3)} the documents print (the output layer's)."""
-    m = PARAM_RE.fullmatch(param.strip())
-    if not m:
+    name_of = parse_parameter(param)
+    if name_of is None:
         raise DeriveError(f"--param {param!r}: expected one of {parameter_names(result)}, or one entry in the "
                           f"notation's index order such as W1[2,2] or b1[3]")
-    kind, label = PARAM_KINDS[m.group(1)], int(m.group(2))
     n = profile(result.spec.notation, result.spec.symbols)
-    layer = label - n.node_shift if kind == "delta" else label
-    indices = tuple(int(g) for g in m.group(3, 4) if g)
+    kind, label, indices, layer = name_of.kind, name_of.label, name_of.indices, name_of.layer(n)
     if indices and len(indices) != (2 if kind == "W" else 1):
         raise DeriveError(f"--param {param}: {'a weight entry needs two indices' if kind == 'W' else 'one index'}")
     if not 1 <= layer <= result.spec.depth or (kind == "b" and not result.spec.layers[layer - 1].bias):
@@ -256,16 +252,15 @@ def target(result, param: str) -> Term:
         return Term("symbol", name=n.delta.lstrip("\\"), label=label, indices=indices)
     name = base_name(n.weights if kind == "W" else n.bias)
     if kind == "b" and n.bias_folded:             # Ng's b^l is column 0 of Theta^(l)
-        name, indices = name + "_col0", indices
+        name += "_col0"
     return Term("partial", (Term("symbol", name=n.loss.lstrip("\\")),
                             Term("symbol", name=name, label=layer, indices=indices)))
 
 
 def parameter_layer(result, param: str) -> tuple[str, int] | None:
     """(weight | bias | delta, layer) of a whole-matrix --param, or None for an entry."""
-    m = PARAM_RE.fullmatch(param.strip())
-    if not m or m.group(3):
+    name_of = parse_parameter(param)
+    if name_of is None or name_of.indices:
         return None
-    kind = PARAM_KINDS[m.group(1)]
-    shift = profile(result.spec.notation, result.spec.symbols).node_shift if kind == "delta" else 0
-    return {"W": "weight", "b": "bias", "delta": "delta"}[kind], int(m.group(2)) - shift
+    n = profile(result.spec.notation, result.spec.symbols)
+    return {"W": "weight", "b": "bias", "delta": "delta"}[name_of.kind], name_of.layer(n)

@@ -31,9 +31,7 @@ def value_of(t: Term, meaning: Meaning, ev: Evaluator, samples: int, env: dict |
         if t.name == "ones":          # sized by its neighbour: see Ones
             return Ones()
         if meaning.is_l2(t.name):
-            import sympy as sp
-
-            return float(ev.inst.constants[sp.Symbol(meaning.l2)])
+            return meaning.l2_value(ev.inst)
         if meaning.is_loss(t):
             return _loss_value(t, ev, env)
         if t.sample is not None:
