@@ -1,8 +1,11 @@
-"""derive: symbolic backpropagation derivations, checked step by step.
+r"""derive: symbolic backpropagation derivations, checked step by step.
 
     >>> from derive import network, derive, check
     >>> result = derive(network("xor", 2, [(4, "sigmoid"), (1, "sigmoid")]))
-    >>> result.gradient("W1")
+    >>> result.gradient("W1")                     # shows as LaTeX in a notebook; .expr is SymPy's
+    <Gradient \frac{\partial L}{\partial W^{1}} = \delta^{1} x^{T}>
+    >>> grads = result.evaluate(params, x, y)     # NumPy arrays, from the derived formulas
+    >>> f = gradient_function("seed004_mlp_column") # compiled NumPy code, in memory
 """
 from importlib import metadata as _metadata
 
@@ -14,17 +17,24 @@ try:
 except _metadata.PackageNotFoundError:      # run from a checkout that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["__version__", "DeriveError", "SpecError", "Layer", "LossSpec", "NetworkSpec", "load", "network", "derive", "check",
-           "NetworkDerivation", "CheckReport"]
+_LAZY = {        # SymPy costs ~0.5 s to import: load it only when derivations are asked for
+    "derive": "engine", "NetworkDerivation": "engine",
+    "check": "checks", "CheckReport": "checks",
+    "latex": "display", "markdown": "display", "Gradient": "display",
+    "evaluate": "numeric", "gradient_function": "numeric", "GradientFunction": "numeric",
+}
+
+__all__ = ["__version__", "DeriveError", "SpecError", "Layer", "LossSpec", "NetworkSpec", "load", "network",
+           *_LAZY]
 
 
-def __getattr__(name):  # SymPy costs ~0.5 s to import: load it only when derivations are asked for
-    if name in ("derive", "NetworkDerivation"):
-        from . import engine
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
 
-        return getattr(engine, name)
-    if name in ("check", "CheckReport"):
-        from . import checks as check_module
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'derive' has no attribute {name!r}")
 
-        return getattr(check_module, name)
-    raise AttributeError(name)
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

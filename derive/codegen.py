@@ -295,7 +295,19 @@ def _module(spec, q, layout, dtype, fwd_lines, grad_lines, used) -> str:
         mean=spec.loss.reduction == "mean", l2_symbol="l2" if isinstance(l2, str) else None,
         l2_value=float(l2) if l2 is not None and not isinstance(l2, str) else None,
         biases=[l for l, layer in enumerate(spec.layers, start=1) if layer.bias], depth=spec.depth,
-        sample_axis=0 if layout == "row" else 1)
+        sample_axis=0 if layout == "row" else 1, document=document_layout(spec, layout))
+
+
+def document_layout(spec, layout: str) -> dict:
+    """How this module's arrays relate to the document's (the spec's notation), said plainly."""
+    from .notation import profile
+
+    n = profile(spec.notation, spec.symbols)
+    doc_rows_are_targets = n.layout == "column"          # W^l as the document prints it
+    code_rows_are_targets = layout == "column"
+    return {"notation": n.name, "same": doc_rows_are_targets == code_rows_are_targets,
+            "code_shape": "(n_l, n_{l-1})" if code_rows_are_targets else "(n_{l-1}, n_l)",
+            "folded": n.bias_folded and any(layer.bias for layer in spec.layers), "row": layout == "row"}
 
 
 XOR_INPUTS = ((0, 0, 1, 1), (0, 1, 0, 1))

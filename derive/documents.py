@@ -14,27 +14,42 @@ class BuildOutcome:
     passed: bool
     summary: str
     warnings: tuple[str, ...] = ()
+    files: tuple[tuple[str, Path], ...] = ()        # (kind, path) of everything written
 
 
-def publish(text: str, out_dir: str | Path, stem: str, lang: str, pdf: bool) -> tuple[Path, Path | None, tuple]:
+def publish(text: str | None, out_dir: str | Path, stem: str, lang: str, pdf: bool,
+            extra: dict | None = None) -> tuple[Path | None, Path | None, tuple]:
     """Write DIR/<stem>.tex (<stem>.zh.tex in Chinese) and, if asked, its PDF (xelatex + ctex for
-    Chinese, pdflatex otherwise). The PDF is made first; the .tex and the PDF then replace the old
-    ones together, so a failed TeX run leaves both as they were. Without TeX the .tex is written
-    and the error names the packages to install. Returns (tex, pdf or None, warnings)."""
+    Chinese, pdflatex otherwise), with the other forms in `extra` (kind -> text; slides are compiled
+    too). Every PDF is made first; then all files replace the old ones together, so a failed TeX run
+    leaves everything as it was. Without TeX the text files are written and the error names the
+    packages to install. Returns (tex or None, pdf or None, warnings)."""
     from .files import ensure_folder, write_together
     from .pdf import TexMissing, compile_text
 
-    tex_path = ensure_folder(out_dir) / (f"{stem}.tex" if lang == "en" else f"{stem}.{lang}.tex")
+    folder = ensure_folder(out_dir)
+    tex_path = folder / (f"{stem}.tex" if lang == "en" else f"{stem}.{lang}.tex")
+    extra = extra or {}
+    files = {path: extra[kind] for kind, path in extra_paths(folder, stem, lang, extra)}
+    if text is not None:
+        files[tex_path] = text
     if not pdf:
-        write_together({tex_path: text})
-        return tex_path, None, ()
+        write_together(files)
+        return (tex_path if text is not None else None), None, ()
+    engine = "xelatex" if lang == "zh" else "pdflatex"
     try:
-        data, warnings = compile_text(text, tex_path.name, engine="xelatex" if lang == "zh" else "pdflatex")
+        data, warnings = compile_text(text, tex_path.name, engine=engine)
+        if "beamer" in extra:
+            slides = dict(extra_paths(folder, stem, lang, {"beamer": None, "beamer_pdf": None}))
+            slide_data, slide_warnings = compile_text(extra["beamer"], slides["beamer"].name, engine=engine)
+            files[slides["beamer_pdf"]] = slide_data
+            warnings = tuple(warnings) + tuple(slide_warnings)
     except TexMissing:
-        write_together({tex_path: text})
+        write_together(files)
         raise
     pdf_path = tex_path.with_suffix(".pdf")
-    write_together({tex_path: text, pdf_path: data})
+    files[pdf_path] = data
+    write_together(files)
     return tex_path, pdf_path, warnings
 
 
@@ -57,22 +72,69 @@ def select_layers(text: str, depth: int) -> frozenset[int]:
 
 
 def build(spec: NetworkSpec, out_dir: str | Path, lang: str = "en", pdf: bool = False,
-          layers: str | None = None) -> BuildOutcome:
-    """layers: which layers' derivations to write out, e.g. '1-2,59-60' (default: all)."""
+          layers: str | None = None, formats: tuple[str, ...] = ("tex",)) -> BuildOutcome:
+    """layers: which layers' derivations to write out, e.g. '1-2,59-60' (default: all).
+    formats: any of tex, md, html, beamer, body (pdf=True compiles the .tex and the slides).
+    Every form is rendered and its printed equations read back before any file is written."""
     from .checks import check
     from .engine import derive
     from .render import render_document
 
+    unknown = set(formats) - set(DOCUMENT_FORMATS)
+    if unknown:
+        raise ValueError(f"formats {sorted(unknown)}; accepted: {', '.join(DOCUMENT_FORMATS)}")
     shown = select_layers(layers, spec.depth) if layers else None
     result = derive(spec)
     report = check(result)
     text = render_document(result, report, lang, shown)
     printed = require_printed_correct(result, text, f"{spec.name} ({lang})")
-    tex_path, pdf_path, warnings = publish(text, out_dir, spec.name, lang, pdf)
+    extra = {}
+    if set(formats) - {"tex"}:
+        extra = other_forms(result, report, lang, shown, formats)
+    tex_path, pdf_path, warnings = publish(text if "tex" in formats or pdf else None, out_dir, spec.name, lang, pdf,
+                                           extra)
     summary = (f"{len(report.steps)} steps checked, {report.steps_failed} failed; "
                f"gradients {'match' if all(g.passed for g in report.gradients) else 'DO NOT match'} central differences; "
                f"{printed.summary()}")
-    return BuildOutcome(tex_path, pdf_path, report.passed, summary, warnings)
+    kinds = dict(extra, beamer_pdf=None) if pdf and "beamer" in extra else extra
+    files = {"tex": tex_path, "pdf": pdf_path, **dict(extra_paths(out_dir, spec.name, lang, kinds))}
+    return BuildOutcome(tex_path, pdf_path, report.passed, summary, warnings,
+                        tuple((kind, path) for kind, path in files.items() if path is not None))
+
+
+DOCUMENT_FORMATS = ("tex", "md", "html", "beamer", "body")
+SUFFIXES = {"md": ".md", "html": ".html", "beamer": ".slides.tex", "beamer_pdf": ".slides.pdf", "body": ".body.tex"}
+
+
+def other_forms(result, report, lang: str, shown, formats) -> dict[str, str | bytes]:
+    """Markdown, HTML, slides and the body, from the document written with each justification as a
+    paragraph (flow); that text's equations are read back too."""
+    from . import formats as forms
+    from .render import render_document
+
+    spec = result.spec
+    flow = render_document(result, report, lang, shown, flow=True)
+    require_printed_correct(result, flow, f"{spec.name} ({lang}, {'/'.join(f for f in formats if f != 'tex')})")
+    title = spec.title or spec.name
+    subtitle = "由 derive 推导并逐步验证" if lang == "zh" else "Derived and checked step by step by derive"
+    out: dict[str, str | bytes] = {}
+    if "md" in formats or "html" in formats:
+        md = forms.markdown(flow, title, subtitle)
+        if "md" in formats:
+            out["md"] = md
+        if "html" in formats:
+            out["html"] = forms.html_page(md, title, lang)
+    if "beamer" in formats:
+        out["beamer"] = forms.beamer(flow, title, subtitle, lang)
+    if "body" in formats:
+        out["body"] = forms.body_tex(render_document(result, report, lang, shown), lang)
+    return out
+
+
+def extra_paths(out_dir, stem: str, lang: str, extra: dict):
+    for kind in extra:
+        name = stem + ("" if lang == "en" else f".{lang}") + SUFFIXES[kind]
+        yield kind, Path(out_dir) / name
 
 
 def require_printed_correct(result, text: str, what: str):

@@ -42,9 +42,11 @@ class NetworkDerivation:
     def levels(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(d.level for d in self.derivations))
 
-    def gradient(self, parameter: str) -> sp.Basic:
+    def gradient(self, parameter: str):
         """The final matrix-form result for a parameter (batch form when samples != 1), named as
-        `derive verify --param` takes it: 'W2', 'b1', the notation's 'Theta2', 'w2'."""
+        `derive verify --param` takes it: 'W2', 'b1', the notation's 'Theta2', 'w2'. A Gradient:
+        `.expr` is the SymPy expression; it prints (and shows in notebooks) in the spec's notation."""
+        from .display import Gradient
         from .errors import DeriveError
         from .notation import parse_parameter
 
@@ -57,7 +59,26 @@ class NetworkDerivation:
                               "writes them, e.g. Theta1 in Ng's)")
         topic = "bias" if name.kind == "b" else "weight"
         level = "batch" if self.quantities.samples != 1 else "matrix"
-        return self.get(topic, layer, level).result.rhs
+        return Gradient(f"{name.kind}{layer}", self.get(topic, layer, level).result.rhs, self)
+
+    def evaluate(self, parameters, x, y=None, constants=None):
+        """Every gradient at these numbers, from the derived formulas, as NumPy arrays in the document's
+        layout; see derive.numeric.evaluate."""
+        from .numeric import evaluate
+
+        return evaluate(self, parameters, x, y, constants)
+
+    def latex(self, notation: str | None = None) -> str:
+        """Every gradient, aligned, in the spec's notation."""
+        from .display import latex
+
+        return latex(self, notation)
+
+    def _repr_markdown_(self) -> str:
+        """Jupyter: the network, the forward pass and every gradient, in the spec's notation."""
+        from .display import markdown
+
+        return markdown(self)
 
     def __repr__(self) -> str:
         """Short: the network and what was derived (the dataclass's own repr runs to pages)."""

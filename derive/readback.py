@@ -101,20 +101,24 @@ def _blank_commands(text: str, command: str) -> str:
 
 
 def printed_equations(tex: str) -> list[PrintedEquation]:
-    """Every displayed equation of a document: align* rows (a row '&= rhs' continues from the
-    right side before it, a row '&\\qquad ...' continues a broken right side) and boxed results."""
+    """Every displayed equation of a document: align* rows and \\[ aligned \\] displays (a row '&= rhs'
+    continues from the right side before it, across displays in the flow form; a row '&\\qquad ...'
+    continues a broken right side) and boxed results."""
     from .claim import split_equals
 
     out: list[PrintedEquation] = []
     line_of = lambda offset: tex.count("\n", 0, offset) + 1
-    for block in re.finditer(r"\\begin\{align\*\}(.*?)\\end\{align\*\}", tex, re.S):
-        body = _blank_commands(block.group(1), r"\intertext")
-        rows, offset = [], block.start(1)
+    carried = None      # flow form: a display that starts '&= ...' continues the display before it
+    for block in re.finditer(r"\\begin\{align\*\}(.*?)\\end\{align\*\}|\\\[\s*\\begin\{aligned\}(.*?)"
+                             r"\\end\{aligned\}\s*\\\]", tex, re.S):
+        group = 1 if block.group(1) is not None else 2
+        body = _blank_commands(block.group(group), r"\intertext")
+        rows, offset = [], block.start(group)
         for part in re.split(r"(\\\\)", body):
             if part != "\\\\":
                 rows.append((offset + len(part) - len(part.lstrip()), part.strip()))
             offset += len(part)
-        previous, pending = None, None
+        previous, pending = (carried if group == 2 else None), None
         for start, row in rows:
             if not row:
                 continue
@@ -135,6 +139,7 @@ def printed_equations(tex: str) -> list[PrintedEquation]:
             pending = PrintedEquation(line_of(start), lhs, rhs.strip())
         if pending is not None:
             out.append(pending)
+            carried = pending.rhs
     for box in re.finditer(r"\\boxed\{", tex):
         end = _skip_braced(tex, box.end() - 1)
         lhs, sep, rhs = tex[box.end():end - 1].partition(" = ")

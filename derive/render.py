@@ -51,7 +51,14 @@ def environment() -> jinja2.Environment:
     env.filters["py"] = python_string_body
     env.filters["html"] = html_text
     env.filters["tex"] = _tex_filter
+    env.filters["md_prose"] = _md_prose
     return env
+
+
+def _md_prose(text) -> str:
+    from .formats import md_prose
+
+    return md_prose(text)
 
 
 @jinja2.pass_context
@@ -182,12 +189,14 @@ def _weight_entry(q: Quantities, l: int):
     return w[_J, _K] if q.index_order == "to_from" else w[_K, _J]
 
 
-def render_document(result, report=None, lang: str = "en", layers=None) -> str:
+def render_document(result, report=None, lang: str = "en", layers=None, flow: bool = False) -> str:
     """layers: the layers whose derivations are written out (default all); each run of left-out
-    layers gets one sentence in their place. Every layer is derived and checked either way."""
+    layers gets one sentence in their place. Every layer is derived and checked either way.
+    flow: each step's justification as a paragraph of its own (for Markdown, HTML and slides) rather
+    than an \\intertext inside one aligned display."""
     if lang not in LANGS:
         raise ValueError(f"language {lang!r}; accepted: {', '.join(LANGS)}")
-    spec, q = result.spec, result.quantities
+    spec = result.spec
     shown = set(range(1, spec.depth + 1)) if layers is None else set(layers)
 
     def gap_end(top: int) -> int:
@@ -197,12 +206,21 @@ def render_document(result, report=None, lang: str = "en", layers=None) -> str:
             low -= 1
         return low
 
-    notation = profile(spec.notation, spec.symbols)
+    context = document_context(result, report, lang)
+    context.update(shown=shown, gap_end=gap_end, flow=flow)
+    return environment().get_template("document.tex.j2").render(**context)
+
+
+def document_context(result, report=None, lang: str = "en", notation: Notation | None = None) -> dict:
+    """What every template that writes about this network may use: names, printers, derivations."""
+    spec, q = result.spec, result.quantities
+    notation = notation or profile(spec.notation, spec.symbols)
     printer = DerivePrinter(q, notation)
-    context = {
+    shown = set(range(1, spec.depth + 1))
+    return {
         "spec": spec, "q": q, "result": result, "report": report, "lang": lang, "printer": printer,
         "notation": notation, "chain": lambda d: chain(d, printer), "step_kinds": STEP_KINDS,
-        "layers": list(enumerate(spec.layers, start=1)), "depth": spec.depth, "shown": shown, "gap_end": gap_end,
+        "layers": list(enumerate(spec.layers, start=1)), "depth": spec.depth, "shown": shown, "gap_end": lambda top: top,
         "size": lambda l: printer.doprint(q.sizes[l]), "label": lambda l, node=False: notation.label(l, node),
         "activation_tex": lambda l: notation.function_name(q.activation(l).name) or q.activation(l).latex,
         "ix": lambda letter: notation.index_name(letter),
@@ -219,12 +237,11 @@ def render_document(result, report=None, lang: str = "en", layers=None) -> str:
         "single": _single_term,
         "bias_layers": [l for l, layer in enumerate(spec.layers, start=1) if layer.bias],
         "has": lambda key: key in {d.key for d in result.derivations},
-        "gradient_tex": lambda name: printer.doprint(result.gradient(name)),
+        "gradient_tex": lambda name: printer.doprint(result.gradient(name).expr),
         "param_tex": lambda name: printer.doprint(q.matrix("W" if name[0] == "W" else "b", int(name[1:]))),
         "batch": q.samples != 1, "fmt": lambda x: f"{x:.1e}",
         "final": lambda d: final_equation(d, printer), "final_rhs": lambda d: printer.doprint(d.result.rhs),
     }
-    return environment().get_template("document.tex.j2").render(**context)
 
 
 # ------------------------------------------------------------------------- graphs

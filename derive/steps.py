@@ -82,6 +82,12 @@ class Derivation:
     def result(self) -> Step:
         return self.steps[-1]
 
+    def _repr_markdown_(self) -> str:
+        """Jupyter: each step's justification in words, then its equation."""
+        from .display import markdown
+
+        return markdown(self)
+
     def _repr_latex_(self) -> str:  # Jupyter: MathJax and KaTeX both render aligned
         from .notation import profile
         from .render import aligned_chain

@@ -52,7 +52,7 @@ def test_seed000_matrix_form_has_the_outer_products_and_transposes():
     result, q, p = seed("seed000_deep_linear")
     # rows are source nodes: dL/dW^l = a^{l-1} (delta^l)^T, and delta^l = W^{l+1} delta^{l+1}
     for l in (1, 2, 3):
-        assert result.gradient(f"W{l}") == MatMul(q.matrix("a", l - 1), Transpose(q.matrix("delta", l)))
+        assert result.gradient(f"W{l}").expr == MatMul(q.matrix("a", l - 1), Transpose(q.matrix("delta", l)))
     assert result.get("delta", 1, "matrix").result.rhs == MatMul(q.matrix("W", 2), q.matrix("delta", 2))
     assert final_equation(result.get("weight", 1, "matrix"), p) == \
         r"\frac{\partial L}{\partial W^{1}} = x \left(\delta^{2}\right)^{T}"
@@ -119,9 +119,9 @@ def test_seed003_factor_minus_two_and_sigma_one_minus_sigma():
 
 def test_seed004_column_layout_gradients():
     result, q, p = seed("seed004_mlp_column")
-    assert result.gradient("W2") == MatMul(q.matrix("delta", 2), Transpose(q.matrix("a", 1)))
-    assert result.gradient("W1") == MatMul(q.matrix("delta", 1), Transpose(q.matrix("a", 0)))
-    assert result.gradient("b2") == q.matrix("delta", 2) and result.gradient("b1") == q.matrix("delta", 1)
+    assert result.gradient("W2").expr == MatMul(q.matrix("delta", 2), Transpose(q.matrix("a", 1)))
+    assert result.gradient("W1").expr == MatMul(q.matrix("delta", 1), Transpose(q.matrix("a", 0)))
+    assert result.gradient("b2").expr == q.matrix("delta", 2) and result.gradient("b1").expr == q.matrix("delta", 1)
     assert final_equation(result.get("delta", 2, "matrix"), p) == \
         r"\delta^{2} = \left(a^{2} - y\right) \odot a^{2} \odot \left(\mathbf{1} - a^{2}\right)"
     assert final_equation(result.get("delta", 1, "matrix"), p) == \

@@ -215,7 +215,7 @@ def printed_gradients(result, printer):
     verified with it."""
     for name in result.parameters:
         if not (result.spec.notation == "ng" and name.startswith("b")):
-            yield name, printer.doprint(result.gradient(name))
+            yield name, printer.doprint(result.gradient(name).expr)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
