@@ -21,7 +21,7 @@ _LAZY = {        # SymPy costs ~0.5 s to import: load it only when derivations a
     "derive": "engine", "NetworkDerivation": "engine",
     "check": "checks", "CheckReport": "checks",
     "latex": "display", "markdown": "display", "Gradient": "display",
-    "evaluate": "numeric", "gradient_function": "numeric", "GradientFunction": "numeric",
+    "evaluate": "numeric", "gradient_function": "numeric", "GradientFunction": "numeric", "random_point": "numeric",
 }
 
 __all__ = ["__version__", "DeriveError", "SpecError", "Layer", "LossSpec", "NetworkSpec", "load", "network",
