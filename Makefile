@@ -5,9 +5,16 @@ BIN    := $(VENV)/bin
 
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TEX_PACKAGES := texlive-latex-base texlive-latex-recommended texlive-latex-extra texlive-pictures \
-                texlive-xetex texlive-lang-chinese latexmk
+                texlive-xetex texlive-lang-chinese texlive-fonts-recommended latexmk poppler-utils
+# The browser tests: Debian's Chromium (driven by Playwright) and KaTeX (renders the Markdown's math).
+BROWSER_PACKAGES := chromium libjs-katex
 
-.PHONY: setup tex demo test bench clean
+# Installs, with apt-get, those of the named Debian packages that are missing.
+apt_install = missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	[ -z "$$missing" ] || { $(SUDO) apt-get update && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $$missing; }
+
+.PHONY: setup tex browser demo test bench clean
 
 $(BIN)/derive: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,16 +24,18 @@ $(BIN)/derive: pyproject.toml
 
 setup: $(BIN)/derive
 
-# TeX Live from Debian's packages, only when latexmk is missing.
+# TeX Live (and poppler-utils, for the graphs' SVG and PNG) from Debian's packages, where missing.
 tex:
-	@command -v latexmk >/dev/null || { $(SUDO) apt-get update && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $(TEX_PACKAGES); }
+	@$(call apt_install,$(TEX_PACKAGES))
+
+browser:
+	@$(call apt_install,$(BROWSER_PACKAGES))
 
 # The main job: every built-in example derived, checked and typeset (.tex and .pdf, en and zh) into output/.
 demo: setup tex
 	$(BIN)/derive demo -o output
 
-test: setup tex
+test: setup tex browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 bench: setup

@@ -284,7 +284,8 @@ def graph_layout(graph) -> dict[int, tuple[float, float]]:
     return {n.id: (level[n.id] * GRAPH_X, y[n.id]) for n in graph.nodes}
 
 
-def render_graph(graph, text: str, lang: str = "en") -> str:
+def render_graph(graph, text: str, lang: str = "en", standalone: bool = False) -> str:
+    """The graph document (figure and step table), or with standalone=True the figure alone."""
     from .graph import GATES, _to_sympy
     from .printing import safe_symbol
 
@@ -315,7 +316,8 @@ def render_graph(graph, text: str, lang: str = "en") -> str:
              "grad": _number(n.grad, 4), "rule": "" if n.op == "input" else GATES[n.op].rule,
              "inputs": ", ".join(str(i) for i in n.inputs)} for n in graph.nodes]
     out = graph.nodes[graph.output]
-    return environment().get_template("graph.tex.j2").render(
+    template = "graph_standalone.tex.j2" if standalone else "graph.tex.j2"
+    return environment().get_template(template).render(
         lang=lang, expression=expression, source=text, rows=rows, edges=edges,
         nodes=[{"id": n.id, "label": label(n), "at": f"({positions[n.id][0]:.2f},{positions[n.id][1]:.2f})",
                 "input": n.op == "input"} for n in graph.nodes],
