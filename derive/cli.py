@@ -7,6 +7,7 @@ import sys
 import warnings
 
 import click
+from pathlib import Path
 
 from .errors import DeriveError
 
@@ -34,7 +35,47 @@ def _terminate(signum, frame):
     raise KeyboardInterrupt
 
 
+class _Argument(click.Argument):
+    """A positional argument with a help line, on every click version (before 8.5 click.Argument takes no
+    help=); _Command prints it under "Arguments"."""
+
+    def __init__(self, param_decls, required=None, help=None, **attrs):
+        super().__init__(param_decls, required=required, **attrs)
+        self.help = help
+
+
+class _Command(click.Command):
+    """A command whose help lists its arguments, each with its help line."""
+
+    def format_help(self, ctx, formatter):
+        self.format_usage(ctx, formatter)
+        self.format_help_text(ctx, formatter)
+        self.format_arguments(ctx, formatter)
+        self.format_options(ctx, formatter)
+        self.format_epilog(ctx, formatter)
+
+    def format_arguments(self, ctx, formatter):
+        rows = [(p.human_readable_name, getattr(p, "help", None) or "") for p in self.get_params(ctx)
+                if isinstance(p, click.Argument)]
+        if rows:
+            with formatter.section("Arguments"):
+                formatter.write_dl(rows)
+
+
 class _Group(click.Group):
+    command_class = _Command
+
+    def format_commands(self, ctx, formatter):
+        """Each command with its whole summary: click would cut one that does not fit the line with '...'."""
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=10_000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
     def invoke(self, ctx):
         import signal
 
@@ -72,7 +113,8 @@ def main():
 
 
 @main.command("check")
-@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False), cls=_Argument,
+                help="A network description: a YAML file, or the name of a built-in example (see derive examples).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--trials", type=click.IntRange(1, 20), default=None, help="Random instances per step (default 2).")
 @click.option("--printed", is_flag=True,
@@ -132,19 +174,34 @@ def _print_report(spec, report, readbacks=None):
     click.echo("passed" if passed else "FAILED")
 
 
+def _formats(ctx, param, value) -> tuple[str, ...]:
+    from .formats import FORMATS
+
+    chosen = tuple(dict.fromkeys(f.strip().lower() for f in value.split(",") if f.strip()))
+    unknown = [f for f in chosen if f not in FORMATS]
+    if unknown or not chosen:
+        raise click.BadParameter(f"{', '.join(unknown) or 'nothing'}; accepted: {', '.join(FORMATS)}")
+    return chosen
+
+
 @main.command("build")
-@click.argument("spec_paths", metavar="SPEC...", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("spec_paths", metavar="SPEC...", nargs=-1, required=True, type=click.Path(dir_okay=False),
+                cls=_Argument, help="One or more network descriptions: YAML files or names of built-in examples.")
 @click.option("-o", "--output", "out_dir", default="output", show_default=True, type=click.Path(file_okay=False),
               help="Directory for <name>.tex (and .pdf).")
-@click.option("--pdf", is_flag=True, help="Also compile a PDF with latexmk.")
-@click.option("--lang", type=click.Choice(["en", "zh"]), default="en", show_default=True)
+@click.option("--pdf", is_flag=True, help="Also compile a PDF with latexmk (the same as --format tex,pdf).")
+@click.option("--format", "formats", metavar="LIST", default="tex", show_default=True, callback=_formats,
+              help="What to write, comma-separated: tex, pdf, md (Markdown with $ math), html (standalone, "
+                   "MathML: renders offline), beamer (slides, compiled too with pdf), body (a .tex to \\input).")
+@click.option("--lang", type=click.Choice(["en", "zh"]), default="en", show_default=True,
+              help="Language of the document: en (English) or zh (Chinese).")
 @click.option("--layers", metavar="LIST", default=None,
               help="Write out only these layers' derivations, e.g. 1-2,59-60 (1 = the first weight layer); "
                    "the others are still derived and checked, and get one sentence each run.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON object: for each document the files written, the checks and the warnings.")
-def build_command(spec_paths, out_dir, pdf, lang, layers, as_json):
-    """Typeset the derivation of each SPEC as a step-by-step LaTeX document."""
+def build_command(spec_paths, out_dir, pdf, formats, lang, layers, as_json):
+    """Typeset the derivation of each SPEC as a step-by-step document (LaTeX, PDF, Markdown, HTML, slides)."""
     from .documents import build, select_layers
     from .spec import load
 
@@ -153,57 +210,74 @@ def build_command(spec_paths, out_dir, pdf, lang, layers, as_json):
         if layers:
             select_layers(layers, spec.depth)
     failed, documents = False, []
-    for number, spec in enumerate(specs, start=1):
-        if len(specs) > 1:
-            click.echo(f"[{number}/{len(specs)}] {spec.name} ({lang})", err=True)
-        outcome = build(spec, out_dir, lang=lang, pdf=pdf, layers=layers)
-        documents.append({"spec": spec.name, "lang": lang, "tex": str(outcome.tex),
-                          "pdf": str(outcome.pdf) if outcome.pdf else None, "passed": outcome.passed,
-                          "checks": outcome.summary, "warnings": list(outcome.warnings)})
-        if not as_json:
-            click.echo(str(outcome.tex))
-            if outcome.pdf:
-                click.echo(str(outcome.pdf))
-            click.echo(f"derive: {spec.name} ({lang}): {outcome.summary}", err=True)
-            for warning in outcome.warnings:
-                click.echo(f"derive: warning: {warning}", err=True)
-        failed = failed or not outcome.passed
+    with _progress(specs, "derive build", lambda spec: f"{spec.name} ({lang})" if spec else "") as progress:
+        for spec in progress:
+            outcome = build(spec, out_dir, lang=lang, pdf=pdf or "pdf" in formats, layers=layers,
+                            formats=tuple(f for f in formats if f != "pdf"))
+            documents.append({"spec": spec.name, "lang": lang, "tex": str(outcome.tex) if outcome.tex else None,
+                              "pdf": str(outcome.pdf) if outcome.pdf else None,
+                              "files": {kind: str(path) for kind, path in outcome.files}, "passed": outcome.passed,
+                              "checks": outcome.summary, "warnings": list(outcome.warnings)})
+            if not as_json:
+                for _, path in outcome.files:
+                    _echo_above(progress, str(path))
+                _echo_above(progress, f"derive: {spec.name} ({lang}): {outcome.summary}", err=True)
+                for warning in outcome.warnings:
+                    _echo_above(progress, f"derive: warning: {warning}", err=True)
+            failed = failed or not outcome.passed
     if as_json:
         click.echo(_json({"passed": not failed, "documents": documents}))
     sys.exit(EXIT_FAILED if failed else 0)
 
 
 @main.command("codegen")
-@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False), cls=_Argument,
+                help="A network description: a YAML file, or the name of a built-in example (see derive examples).")
 @click.option("-o", "--output", "out_path", required=True, type=click.Path(dir_okay=False),
               help="The Python module to write, e.g. model.py.")
 @click.option("--layout", type=click.Choice(["column", "row"]), default="column", show_default=True,
               help="Samples as columns (z = W a + b) or as rows (Z = A W + b, NumPy's X @ W).")
-@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float64", show_default=True)
-def codegen_command(spec_path, out_path, layout, dtype):
+@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float64", show_default=True,
+              help="Floating-point type of the generated arrays and computations.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object: the file written, its layout and how its arrays relate to the document's.")
+def codegen_command(spec_path, out_path, layout, dtype, as_json):
     """Write a NumPy module (forward, loss, gradients, train_step) printed from the derivation."""
-    from pathlib import Path
-
-    from .codegen import generate
+    from .codegen import document_layout, generate
     from .files import write_atomic
     from .spec import load
 
-    code = generate(load(spec_path), layout=layout, dtype=dtype)
+    spec = load(spec_path)
+    code = generate(spec, layout=layout, dtype=dtype)
     write_atomic(Path(out_path), code)
-    click.echo(out_path)
+    if not as_json:
+        click.echo(out_path)
+        return
+    relation = document_layout(spec, layout)
+    click.echo(_json({"file": str(out_path), "spec": spec.name, "layout": layout, "dtype": dtype,
+                      "parameters": [f"{k}{l}" for l, layer in enumerate(spec.layers, start=1)
+                                     for k in ("W", "b") if k == "W" or layer.bias],
+                      "weights_shape": relation["code_shape"],
+                      "weights_as_in_document": relation["same"], "notation": relation["notation"]}))
 
 
 @main.command("graph")
-@click.argument("expression")
-@click.option("--at", "at", multiple=True, metavar="NAME=NUMBER", help="A variable's value, e.g. --at x=-2.")
+@click.argument("expression", cls=_Argument,
+                help="The function, in plain text or LaTeX, e.g. '(x + y) * z' or '\\frac{1}{1+e^{-x}}'.")
+@click.option("--at", "at", multiple=True, metavar="NAME=NUMBER",
+              help="A variable's value, e.g. --at x=-2; one for each variable of EXPRESSION.")
 @click.option("--gates", is_flag=True, help="Break compound functions into elementary gates (1/x, c + x, e^x, a x).")
 @click.option("--json", "as_json", is_flag=True, help="Print values and gradients as JSON.")
 @click.option("--tex", is_flag=True, help="Write DIR/NAME.tex with the figure and the step table.")
 @click.option("--pdf", is_flag=True, help="Also compile the PDF.")
-@click.option("--lang", type=click.Choice(["en", "zh"]), default="en", show_default=True)
-@click.option("-o", "--output", "out_dir", default="output", show_default=True, type=click.Path(file_okay=False))
+@click.option("--svg", is_flag=True, help="Write DIR/NAME.svg: the figure alone, as vector graphics (needs TeX and poppler-utils).")
+@click.option("--png", is_flag=True, help="Write DIR/NAME.png: the figure alone, at 150 dpi (needs TeX and poppler-utils).")
+@click.option("--lang", type=click.Choice(["en", "zh"]), default="en", show_default=True,
+              help="Language of the document written by --tex or --pdf: en (English) or zh (Chinese).")
+@click.option("-o", "--output", "out_dir", default="output", show_default=True, type=click.Path(file_okay=False),
+              help="Directory for the files written by --tex or --pdf.")
 @click.option("--name", default="graph", show_default=True, help="File name (without extension).")
-def graph_command(expression, at, gates, as_json, tex, pdf, lang, out_dir, name):
+def graph_command(expression, at, gates, as_json, tex, pdf, svg, png, lang, out_dir, name):
     """Forward values and backward gradients of EXPRESSION on a graph of gates, checked against SymPy."""
     import re
     from .documents import publish
@@ -225,19 +299,31 @@ def graph_command(expression, at, gates, as_json, tex, pdf, lang, out_dir, name)
         for path in publish(graph_document(graph, expression, lang), out_dir, name, lang, pdf)[:2]:
             if path:
                 click.echo(str(path), err=True)
+    if svg or png:
+        from .figures import figure_images
+        from .files import write_together
+
+        kinds = tuple(k for k, wanted in (("svg", svg), ("png", png)) if wanted)
+        images = {Path(out_dir) / f"{name}.{kind}": data for kind, data in figure_images(graph, expression, kinds).items()}
+        write_together(images)
+        for path in images:
+            click.echo(str(path), err=True)
 
 
 @main.command("verify")
-@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False), cls=_Argument,
+                help="A network description: a YAML file, or the name of a built-in example (see derive examples).")
 @click.option("--param", help="The parameter the claim is about, labelled as the notation prints it: W2, b1, delta2 (Ng: Theta1, delta3), or one entry W1[2,3].")
 @click.option("--claim", "claim_text", help="A claimed formula for dL/dPARAM, in LaTeX or plain text.")
 @click.option("--derivation", "derivation_path", type=click.Path(dir_okay=False),
               help="A file with a LaTeX chain of equalities (align lines ending in \\\\).")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
 @click.option("--tex", is_flag=True, help="With --derivation: write a feedback document (the wrong line marked).")
 @click.option("--pdf", is_flag=True, help="Also compile the feedback document.")
-@click.option("--lang", type=click.Choice(["en", "zh"]), default="en", show_default=True)
-@click.option("-o", "--output", "out_dir", default="output", show_default=True, type=click.Path(file_okay=False))
+@click.option("--lang", type=click.Choice(["en", "zh"]), default="en", show_default=True,
+              help="Language of the feedback document: en (English) or zh (Chinese).")
+@click.option("-o", "--output", "out_dir", default="output", show_default=True, type=click.Path(file_okay=False),
+              help="Directory for the feedback document.")
 def verify_command(spec_path, param, claim_text, derivation_path, as_json, tex, pdf, lang, out_dir):
     """Is a hand-derived gradient right? If not: the first wrong line, a counterexample, a diagnosis.
 
@@ -292,25 +378,66 @@ def verify_command(spec_path, param, claim_text, derivation_path, as_json, tex, 
 
 
 @main.command("demo")
-@click.option("-o", "--output", "out_dir", default="output", show_default=True, type=click.Path(file_okay=False))
-@click.option("--no-pdf", is_flag=True, help="Write the .tex files only.")
-def demo_command(out_dir, no_pdf):
-    """Build every built-in example, in English and Chinese, into the output directory."""
+@click.option("-o", "--output", "out_dir", default="output", show_default=True, type=click.Path(file_okay=False),
+              help="Directory for the documents, the PDFs and the generated XOR code.")
+@click.option("--no-pdf", is_flag=True, help="Write the text forms only: no PDF, no SVG or PNG figures.")
+@click.option("--format", "formats", metavar="LIST", default="tex,pdf,md,html,beamer", show_default=True,
+              callback=lambda ctx, param, value: _formats(ctx, param, value),
+              help="The forms of each document, as for derive build.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object: every file written and each document's checks.")
+def demo_command(out_dir, no_pdf, formats, as_json):
+    """Build every built-in example, in English and Chinese, into the output directory; also the
+    graphs of the 002 notes (with SVG and PNG figures) and the seed004 network's code, trained on XOR."""
     from .documents import build, builtin_examples
 
-    examples = builtin_examples()
-    total = 2 * len(examples)
-    count = 0
-    for spec in examples:
-        for lang in ("en", "zh"):
-            count += 1
-            click.echo(f"[{count}/{total}] {spec.name} ({lang})", err=True)
-            outcome = build(spec, out_dir, lang=lang, pdf=not no_pdf)
-            click.echo(f"  {outcome.pdf or outcome.tex}: {outcome.summary}")
-            for warning in outcome.warnings:
-                click.echo(f"  warning: {warning}", err=True)
-    _demo_xor(out_dir)
-    _demo_graphs(out_dir, pdf=not no_pdf)
+    pdf = "pdf" in formats and not no_pdf
+    jobs = [(spec, lang) for spec in builtin_examples() for lang in ("en", "zh")]
+    documents, failed = [], False
+    with _progress(jobs, "derive demo", lambda job: f"{job[0].name} ({job[1]})" if job else "") as progress:
+        for spec, lang in progress:
+            outcome = build(spec, out_dir, lang=lang, pdf=pdf, formats=tuple(f for f in formats if f != "pdf"))
+            documents.append({"spec": spec.name, "lang": lang, "files": {k: str(p) for k, p in outcome.files},
+                              "passed": outcome.passed, "checks": outcome.summary, "warnings": list(outcome.warnings)})
+            failed = failed or not outcome.passed
+            if not as_json:
+                _echo_above(progress, f"  {outcome.pdf or outcome.tex or outcome.files[0][1]}: {outcome.summary}")
+                for warning in outcome.warnings:
+                    _echo_above(progress, f"  warning: {warning}", err=True)
+    code = _demo_xor(out_dir, quiet=as_json)
+    graphs = _demo_graphs(out_dir, pdf=pdf, quiet=as_json)
+    if as_json:
+        click.echo(_json({"passed": not failed, "documents": documents, "code": code, "graphs": graphs}))
+    sys.exit(EXIT_FAILED if failed else 0)
+
+
+class _progress:
+    """A progress bar with an ETA on stderr when it is a terminal; silence otherwise (logs, pipes, CI)."""
+
+    def __init__(self, items, label: str, describe):
+        self.items, self.label, self.describe = list(items), label, describe
+        self.bar = None
+
+    def __enter__(self):
+        if sys.stderr.isatty() and len(self.items) > 1:
+            self.bar = click.progressbar(self.items, label=self.label, file=sys.stderr, show_eta=True,
+                                         show_pos=True, item_show_func=self.describe)
+            return self.bar.__enter__()
+        return self.items
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            return self.bar.__exit__(*exc)
+        return False
+
+
+def _echo_above(progress, text: str, err: bool = False):
+    """A line of output that does not tear the progress bar: the bar is redrawn below it."""
+    if isinstance(progress, list):
+        click.echo(text, err=err)
+        return
+    click.echo("\r\033[K" + text, err=err)
+    progress.render_progress()
 
 
 GRAPH_EXAMPLES = (   # the two figures of 002_*.txt
@@ -320,39 +447,55 @@ GRAPH_EXAMPLES = (   # the two figures of 002_*.txt
 )
 
 
-def _demo_graphs(out_dir, pdf: bool):
+def _demo_graphs(out_dir, pdf: bool, quiet: bool = False) -> list[dict]:
     from .documents import graph_document, publish
+    from .figures import figure_images
+    from .files import write_together
     from .graph import build
 
+    out = []
     for name, text, point, gates in GRAPH_EXAMPLES:
         graph = build(text, point, gates=gates)
+        files = []
         for lang in ("en", "zh"):
             tex_path, pdf_path, _ = publish(graph_document(graph, text, lang), out_dir, name, lang, pdf)
+            files += [str(p) for p in (tex_path, pdf_path) if p]
+        if pdf:
+            images = {Path(out_dir) / f"{name}.{kind}": data for kind, data in figure_images(graph, text, ("svg", "png")).items()}
+            write_together(images)
+            files += [str(p) for p in images]
         grads = ", ".join(f"df/d{n.name} = {n.grad:.2f}" for n in graph.inputs())
-        click.echo(f"{pdf_path or tex_path}: f = {graph.nodes[graph.output].value:.2f}; {grads}")
+        if not quiet:
+            click.echo(f"{', '.join(files)}: f = {graph.nodes[graph.output].value:.2f}; {grads}")
+        out.append({"name": name, "expression": text, "files": files, "value": graph.nodes[graph.output].value,
+                    "gradients": {n.name: n.grad for n in graph.inputs()}})
+    return out
 
 
-def _demo_xor(out_dir):
+def _demo_xor(out_dir, quiet: bool = False) -> list[dict]:
     """004_*.txt ends by training its network on XOR: do the same with the generated code."""
-    from pathlib import Path
-
     from .codegen import generate, load_module, train_xor
     from .documents import builtin_examples
     from .files import write_atomic
 
     spec = next((s for s in builtin_examples() if s.name == "seed004_mlp_column"), None)
     if spec is None:
-        return
+        return []
     path = Path(out_dir) / f"{spec.name}.py"
     write_atomic(path, generate(spec, layout="column", dtype="float64"))
     mse = train_xor(load_module(path))
-    click.echo(f"{path}: trained on XOR for 10000 epochs (lr 0.5, seed 0): mean squared error {mse:.5f}")
+    if not quiet:
+        click.echo(f"{path}: trained on XOR for 10000 epochs (lr 0.5, seed 0): mean squared error {mse:.5f}")
+    return [{"file": str(path), "trained_on": "XOR", "epochs": 10000, "mean_squared_error": mse}]
 
 
 @main.command("examples")
-@click.argument("action", type=click.Choice(["list", "show", "copy"]), default="list")
-@click.argument("name", required=False)
-@click.argument("dest", required=False, type=click.Path())
+@click.argument("action", type=click.Choice(["list", "show", "copy"]), default="list", cls=_Argument,
+                help="list (the default): the examples with their titles; show NAME: print its YAML; copy NAME "
+                     "[DEST]: write it to a file.")
+@click.argument("name", required=False, cls=_Argument, help="An example's name, as derive examples lists it.")
+@click.argument("dest", required=False, type=click.Path(), cls=_Argument,
+                help="Where copy writes the example: a file, or a directory (default: NAME.yaml here).")
 def examples_command(action, name, dest):
     """List the built-in example specs, show one, or copy one to edit. Any command that takes a SPEC
     also takes an example's name.

@@ -188,3 +188,47 @@ def test_slides_and_the_body_compile(tmp_path):
 
         info = subprocess.run(["pdfinfo", str(files["beamer_pdf"])], capture_output=True, text=True).stdout
         assert int(re.search(r"Pages:\s+(\d+)", info).group(1)) > 10
+
+
+@pytest.mark.pdf
+def test_graph_figures_as_svg_and_png(tmp_path):
+    from click.testing import CliRunner
+
+    from derive.cli import main
+    from derive.pdf import have_tex
+
+    if not have_tex() or not shutil.which("pdftocairo"):
+        pytest.skip("needs latexmk and poppler-utils")
+    run = CliRunner().invoke(main, ["graph", "(x + y) * z", "--at", "x=-2", "--at", "y=5", "--at", "z=-4",
+                                    "--svg", "--png", "-o", str(tmp_path), "--name", "fig"])
+    assert run.exit_code == 0, run.output
+    svg = (tmp_path / "fig.svg").read_text(encoding="utf-8")
+    assert "<svg" in svg and "viewBox" in svg and svg.count("<path") > 20      # glyphs and arrows as paths
+    png = (tmp_path / "fig.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and int.from_bytes(png[16:20], "big") > 400   # width in pixels
+
+
+def test_codegen_json_says_how_its_layout_relates_to_the_document(tmp_path):
+    from click.testing import CliRunner
+
+    from derive.cli import main
+
+    spec = tmp_path / "ft.yaml"
+    spec.write_text("name: ft\ninput: 3\nnotation: fromto\nlayers:\n  - {units: 2, activation: sigmoid}\n"
+                    "loss: {kind: binary_cross_entropy}\n", encoding="utf-8")
+    run = CliRunner().invoke(main, ["codegen", str(spec), "-o", str(tmp_path / "m.py"), "--json"])
+    assert run.exit_code == 0, run.output
+    data = json.loads(run.stdout)
+    assert data["weights_as_in_document"] is False and data["weights_shape"] == "(n_l, n_{l-1})"
+    assert data["parameters"] == ["W1", "b1"] and Path(data["file"]).exists()
+
+
+def test_no_progress_bar_when_not_a_terminal(tmp_path):
+    from click.testing import CliRunner
+
+    from derive.cli import main
+
+    run = CliRunner().invoke(main, ["build", "seed003_rashid_summation", "seed004_mlp_column", "-o", str(tmp_path)])
+    assert run.exit_code == 0, run.output
+    assert "\r" not in run.stderr and "derive build [" not in run.stderr and "[1/2]" not in run.stderr
+    assert run.stdout.split() == [str(tmp_path / "seed003_rashid_summation.tex"), str(tmp_path / "seed004_mlp_column.tex")]
