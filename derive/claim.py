@@ -12,6 +12,7 @@ from lark import Lark, Transformer, v_args
 from lark.exceptions import UnexpectedInput, VisitError
 
 from .errors import DeriveError
+from .parse_errors import Vocabulary, bracket_problem, from_lark, located
 
 MAX_CHARS = 20_000
 MAX_TOKENS = 1_500
@@ -76,6 +77,52 @@ NUMBER: /[0-9]+(\.[0-9]+)?/
 """
 
 _PARSER = Lark(GRAMMAR, parser="lalr")
+
+# The grammar's terminals in words, for parse errors (by name, or by the literal text of an unnamed
+# one); the order is the order of a list of alternatives. tests/test_cli_messages.py checks that
+# every terminal is here.
+VOCABULARY = Vocabulary(
+    what="claim",
+    words={
+        "SYMBOL": "a symbol such as \\delta^{2}",
+        "NUMBER": "a number",
+        "FUNCTION": "a function such as \\sigma'(…)",
+        "ELEMENTARY": "a function such as \\log(…)",
+        "EXP_OPEN": "e^{…}",
+        "DIAG": "diag(…)",
+        "\\frac": "\\frac{…}{…}",
+        "SUM": "a sum \\sum_{k}",
+        "BMATRIX_BEGIN": "\\begin{bmatrix}",
+        "LPAR": "an opening parenthesis '('",
+        "LSQB": "an opening bracket '['",
+        "LBRACE": "an opening brace '{'",
+        "PARTIAL": "\\partial",
+        "PLUS": "'+'",
+        "MINUS": "'-'",
+        "MUL": "\\cdot",
+        "STAR": "'*'",
+        "AT": "'@'",
+        "DOTSTAR": "'.*'",
+        "HADAMARD": "\\odot",
+        "OSLASH": "\\oslash",
+        "TRANSPOSE": "a transpose ^T",
+        "POWER": "a power such as ^2",
+        "EQUAL": "'='",
+        "MORETHAN": "'>'",
+        "AMPERSAND": "'&' (the next entry of the row)",
+        "\\\\": "'\\\\' (the next row)",
+        "BMATRIX_END": "\\end{bmatrix}",
+        "RPAR": "a closing parenthesis ')'",
+        "RSQB": "a closing bracket ']'",
+        "RBRACE": "a closing brace '}'",
+    },
+    term_starts=frozenset({"SYMBOL", "NUMBER", "FUNCTION", "ELEMENTARY", "EXP_OPEN", "DIAG", "\\frac", "SUM",
+                           "BMATRIX_BEGIN", "LPAR", "LSQB", "LBRACE"}),
+    term_phrase="a term (a symbol, a number, a function or '(')",
+    operators=frozenset({"PLUS", "MINUS", "MUL", "STAR", "AT", "DOTSTAR", "HADAMARD", "OSLASH", "TRANSPOSE",
+                         "POWER"}),
+    operator_phrase="an operator (+ - \\cdot * \\odot ^T)",
+)
 
 
 @dataclass(frozen=True)
@@ -271,14 +318,8 @@ def _indicator_brackets(text: str) -> str:
     return "".join(out) + text[i:]
 
 
-def parse_claim(text: str, scale: int = 1) -> Term:
-    """scale: a multiple of the limits, for derive's own printed lines (a written-out entry of a
-    deep concrete net is longer than any claim a user types)."""
-    max_chars, max_tokens = MAX_CHARS * scale, MAX_TOKENS * scale
-    if len(text) > max_chars:
-        raise DeriveError(f"claim: {len(text)} characters is too long; at most {max_chars} are accepted")
-    if "\x00" in text:
-        raise DeriveError("claim: contains a NUL byte; only printable text is accepted")
+def normalize(text: str) -> str:
+    """The claim as the grammar reads it: Unicode forms (δ², a₁, ᵀ, ·) written as LaTeX."""
     for old, new in NORMALIZE:
         text = text.replace(old, new)
     text = re.sub(r"\\mathrm\{d\}\s*", r"\\partial ", text)         # d/dw written upright: a partial here
@@ -287,11 +328,26 @@ def parse_claim(text: str, scale: int = 1) -> Term:
     text = _indicator_brackets(text)
     for letter, command in GREEK:        # δ^{2} is \delta^{2}; δx is \delta x
         text = re.sub(letter + r"(?=[A-Za-z])", lambda _, c=command: c + " ", text).replace(letter, command)
+    return text
+
+
+def parse_claim(text: str, scale: int = 1, before: str = "") -> Term:
+    """scale: a multiple of the limits, for derive's own printed lines (a written-out entry of a
+    deep concrete net is longer than any claim a user types). before: what the user wrote in front of
+    `text` (a left side "dL/dW =" split off), shown with a parse error and counted in its columns."""
+    max_chars, max_tokens = MAX_CHARS * scale, MAX_TOKENS * scale
+    original = text
+    if len(text) > max_chars:
+        raise DeriveError(f"claim: {len(text)} characters is too long; at most {max_chars} are accepted")
+    if "\x00" in text:
+        raise DeriveError("claim: contains a NUL byte; only printable text is accepted")
+    text = normalize(text)
     tokens = len(re.findall(r"[A-Za-z]+|[0-9]+|[-+*/&^]", text))
     if tokens > max_tokens:
         raise DeriveError(f"claim: {tokens} symbols and operators is too long; at most {max_tokens} are accepted")
-    if text.count("{") != text.count("}"):
-        raise DeriveError("claim: unbalanced braces { }")
+    braces = bracket_problem(text, families="{")
+    if braces:
+        raise located("claim", original, braces[0], braces[1], text, before, normalize)
     if re.search(r"\\(input|include|write|openin|openout|catcode|def|immediate|usepackage)\b", text):
         raise DeriveError("claim: TeX commands such as \\input are not mathematics; not accepted")
     try:
@@ -303,14 +359,7 @@ def parse_claim(text: str, scale: int = 1) -> Term:
             raise exc.orig_exc from None
         raise
     except UnexpectedInput as exc:
-        column = getattr(exc, "column", None)
-        where = f"column {column}" if column and column > 0 else "the end"
-        expected = sorted(e for e in (getattr(exc, "expected", None) or getattr(exc, "allowed", None) or [])
-                          if not e.startswith("__"))
-        hint = f"; expected one of: {', '.join(expected[:8]).lower()}" if expected else ""
-        raise DeriveError(f"claim: cannot read it at {where}{hint}. Write products, \\odot, ^T, \\frac, "
-                          f"\\sigma'(z^{{2}}), \\frac{{\\partial L}}{{\\partial W^{{2}}}}, or plain text such as "
-                          f"delta2 * a1.T") from None
+        raise from_lark(exc, _PARSER, VOCABULARY, text, original, before, normalize) from None
 
 
 def render(t: Term) -> str:

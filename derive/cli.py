@@ -275,7 +275,7 @@ def codegen_command(spec_path, out_path, layout, dtype, as_json):
 @click.option("--lang", type=click.Choice(["en", "zh"]), default="en", show_default=True,
               help="Language of the document written by --tex or --pdf: en (English) or zh (Chinese).")
 @click.option("-o", "--output", "out_dir", default="output", show_default=True, type=click.Path(file_okay=False),
-              help="Directory for the files written by --tex or --pdf.")
+              help="Directory for the files written by --tex, --pdf, --svg or --png.")
 @click.option("--name", default="graph", show_default=True, help="File name (without extension).")
 def graph_command(expression, at, gates, as_json, tex, pdf, svg, png, lang, out_dir, name):
     """Forward values and backward gradients of EXPRESSION on a graph of gates, checked against SymPy."""

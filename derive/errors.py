@@ -16,6 +16,16 @@ class SpecError(DeriveError):
         super().__init__(f"{place}{field}: {value!r} is not accepted; expected {accepted}")
 
 
+class InputSyntaxError(DeriveError):
+    """Text the user wrote (a claim, an expression) that its grammar cannot read. The message says where
+    (1-based column), what was found and what was expected, in words, and shows the text with a caret
+    under the place; `problem` is the part after the column, on one line."""
+
+    def __init__(self, message: str, column: int, line: int = 1, problem: str = ""):
+        self.column, self.line, self.problem = column, line, problem
+        super().__init__(message)
+
+
 class TexError(DeriveError):
     """LaTeX failed; the message quotes the offending line."""
 

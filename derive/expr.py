@@ -9,9 +9,10 @@ import re
 from dataclasses import dataclass
 
 from lark import Lark, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.exceptions import UnexpectedInput
 
 from .errors import DeriveError
+from .parse_errors import Vocabulary, from_lark, located
 
 MAX_CHARS = 10_000
 MAX_NESTING = 200
@@ -55,6 +56,41 @@ NUMBER: /(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?/
 """
 
 _PARSER = Lark(GRAMMAR, parser="lalr", maybe_placeholders=False)
+
+# The grammar's terminals in words, for parse errors (by name, or by the literal text of an unnamed
+# one); the order is the order of a list of alternatives. tests/test_cli_messages.py checks that
+# every terminal is here.
+VOCABULARY = Vocabulary(
+    what="expression",
+    words={
+        "NUMBER": "a number",
+        "NAME": "a variable such as w_0",
+        "FUNC": "a function such as exp(…)",
+        "LATEX_FUNC": "a function such as \\sigma(…)",
+        "MAX": "max(a, b)",
+        "\\frac": "\\frac{…}{…}",
+        "\\sqrt": "\\sqrt{…}",
+        "LPAR": "an opening parenthesis '('",
+        "\\left(": "'\\left('",
+        "LBRACE": "an opening brace '{'",
+        "PLUS": "'+'",
+        "MINUS": "'-'",
+        "STAR": "'*'",
+        "\\cdot": "'\\cdot'",
+        "\\times": "'\\times'",
+        "SLASH": "'/'",
+        "CIRCUMFLEX": "'^'",
+        "COMMA": "a comma ','",
+        "RPAR": "a closing parenthesis ')'",
+        "\\right)": "'\\right)'",
+        "RBRACE": "a closing brace '}'",
+    },
+    term_starts=frozenset({"NUMBER", "NAME", "FUNC", "LATEX_FUNC", "MAX", "\\frac", "\\sqrt", "LPAR", "\\left(",
+                           "LBRACE"}),
+    term_phrase="a term (a number, a variable, a function or '(')",
+    operators=frozenset({"PLUS", "MINUS", "STAR", "\\cdot", "\\times", "SLASH", "CIRCUMFLEX"}),
+    operator_phrase="an operator (+ - * / ^)",
+)
 
 
 @dataclass(frozen=True)
@@ -118,17 +154,24 @@ class _Build(Transformer):
 _CALL = re.compile(r"(?<![\\A-Za-z0-9_{])([A-Za-z][A-Za-z0-9]+)\s*\(")
 
 
+def normalize(text: str) -> str:
+    """The expression as the grammar reads it: −, ·, ×, σ and full-width parentheses in ASCII and LaTeX."""
+    return (text.replace("−", "-").replace("·", "*").replace("×", "*").replace("σ", "\\sigma ")
+            .replace("（", "(").replace("）", ")"))
+
+
 def parse(text: str) -> Node:
+    original = text
     if len(text) > MAX_CHARS:
         raise DeriveError(f"expression: {len(text)} characters is too long; at most {MAX_CHARS} are accepted")
     if "\x00" in text:
         raise DeriveError("expression: contains a NUL byte; only printable text is accepted")
-    text = (text.replace("−", "-").replace("·", "*").replace("×", "*").replace("σ", "\\sigma ")
-            .replace("（", "(").replace("）", ")"))
+    text = normalize(text)
     for match in _CALL.finditer(text):
         if match.group(1).lower() not in FUNCTIONS + ("ln",):
-            raise DeriveError(f"expression: unknown function {match.group(1)!r} at column {match.start(1) + 1}; "
-                              f"functions: {', '.join(FUNCTIONS)} (and ln, \\sigma, \\frac, e^{{...}})")
+            raise located("expression", original, match.start(1),
+                          f"unknown function '{match.group(1)}'; the functions are {', '.join(FUNCTIONS)} "
+                          "(and ln, \\sigma, \\frac, e^{...})", text, normalize=normalize)
     operations = len(re.findall(r"[-+*/^]|\\frac|\\cdot|\\times|[A-Za-z]+\s*\(|\\[A-Za-z]+\{", text))
     if operations > MAX_OPERATIONS:
         raise DeriveError(f"expression: {operations} operations is too many; at most {MAX_OPERATIONS} are accepted "
@@ -141,31 +184,7 @@ def parse(text: str) -> Node:
     try:
         return _Build().transform(_PARSER.parse(text))
     except UnexpectedInput as exc:
-        raise DeriveError(_parse_message(text, exc)) from None
-
-
-def _parse_message(text: str, exc: UnexpectedInput) -> str:
-    column = getattr(exc, "column", None) or (len(text) + 1)
-    if isinstance(exc, UnexpectedEOF) or (isinstance(exc, UnexpectedToken) and exc.token.type == "$END"):
-        where = "at the end"
-    else:
-        where = f"at column {column}"
-    got = ""
-    if isinstance(exc, UnexpectedCharacters):
-        got = f" {text[column - 1]!r}"
-    elif isinstance(exc, UnexpectedToken) and exc.token.type != "$END":
-        got = f" {str(exc.token)!r}"
-    expected = sorted(getattr(exc, "expected", None) or getattr(exc, "allowed", None) or [])
-    readable = sorted({_TOKEN_WORDS.get(e, e.lower()) for e in expected if not e.startswith("__")})
-    hint = f"; expected one of: {', '.join(readable[:10])}" if readable else ""
-    accepted = ("numbers, variables (x, w0, w_0), + - * / ^, parentheses, exp log sqrt sigmoid tanh relu "
-                "max(a, b), and \\frac{}{} e^{} \\sigma() \\cdot")
-    return f"expression: unexpected{got} {where}{hint}. Accepted: {accepted}"
-
-
-_TOKEN_WORDS = {"NUMBER": "a number", "NAME": "a variable", "LPAR": "(", "RPAR": ")", "PLUS": "+", "MINUS": "-",
-                "STAR": "*", "SLASH": "/", "CIRCUMFLEX": "^", "FUNC": "a function", "LBRACE": "{", "RBRACE": "}",
-                "COMMA": ",", "LATEX_FUNC": "a function", "MAX": "max"}
+        raise from_lark(exc, _PARSER, VOCABULARY, text, original, normalize=normalize) from None
 
 
 def variables(node: Node) -> list[str]:

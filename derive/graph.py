@@ -189,14 +189,7 @@ def _apply(gate: Gate, inputs, c, where):
 
 def build(text: str, point: dict[str, float], gates: bool = False) -> Graph:
     expression = parse(text)
-    names = variables(expression)
-    missing = [n for n in names if n not in point]
-    if missing:
-        raise DeriveError(f"variable {missing[0]!r} has no value; give it with --at {missing[0]}=<number>")
-    extra = [n for n in point if n not in names]
-    if extra:
-        raise DeriveError(f"--at {extra[0]}: the expression has no variable {extra[0]!r}; its variables: "
-                          + (", ".join(names) or "none"))
+    check_point(variables(expression), point)
     builder = _Builder(gates)
     top = builder.build(expression)
     if isinstance(top, tuple):
@@ -207,6 +200,34 @@ def build(text: str, point: dict[str, float], gates: bool = False) -> Graph:
     _backward(graph)
     graph.check_error = _sympy_check(graph)
     return graph
+
+
+def _natural(name: str):
+    """w2 before w10."""
+    import re
+
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def check_point(names: list[str], point: dict[str, float]) -> None:
+    """Every variable of the expression has a value and every value names a variable: all the problems
+    in one message (each on a line of its own when there are both kinds)."""
+    names = sorted(names, key=_natural)
+    missing = [n for n in names if n not in point]
+    extra = sorted((n for n in point if n not in names), key=_natural)
+    problems = []
+    if missing:
+        problems.append(f"no value for {', '.join(missing)} (give each with --at NAME=NUMBER)")
+    if extra:
+        given = ", ".join(f"--at {n}={point[n]:g}" for n in extra)
+        which = f"variable {extra[0]}" if len(extra) == 1 else f"variables {', '.join(extra)}"
+        known = f"its variables are {', '.join(names)}" if names else "it has no variables at all"
+        problems.append(f"{given}: the expression has no {which}; {known}")
+    if len(problems) == 1:
+        raise DeriveError(problems[0])
+    if problems:
+        raise DeriveError("the values given with --at do not fit the expression:\n"
+                          + "\n".join(f"  {p}" for p in problems))
 
 
 def _forward(graph: Graph):
@@ -273,7 +294,8 @@ def parse_point(items: list[str]) -> dict[str, float]:
     """--at x=-2 --at y=5: names from the grammar's alphabet, finite numbers, read by float()."""
     import re
 
-    point = {}
+    point: dict[str, float] = {}
+    given: dict[str, list[str]] = {}
     for item in items:
         raw, sep, value = item.partition("=")
         raw = raw.strip()
@@ -287,4 +309,9 @@ def parse_point(items: list[str]) -> dict[str, float]:
         if not math.isfinite(number):
             raise DeriveError(f"--at {item!r}: {value!r} is not a finite number")
         point[name] = number
+        given.setdefault(name, []).append(item.strip())
+    twice = [f"{name} more than once ({', '.join(items)})" for name, items in
+             sorted(given.items(), key=lambda kv: _natural(kv[0])) if len(items) > 1]
+    if twice:
+        raise DeriveError(f"--at gives {' and '.join(twice)}; give each variable one value")
     return point

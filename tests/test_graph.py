@@ -89,19 +89,19 @@ def test_latex_and_plain_forms_parse_to_the_same_tree():
 def test_parse_errors_give_the_column_and_what_was_expected():
     with pytest.raises(DeriveError) as info:
         parse("x + * y")
-    assert "column 5" in str(info.value) and "expected one of" in str(info.value)
+    assert "column 5" in str(info.value) and "where a term (a number, a variable" in str(info.value)
 
 
 BAD = [
     (["graph", "foo(x)", "--at", "x=1"], "unknown function"),
-    (["graph", "x + y", "--at", "x=1"], "'y' has no value"),
+    (["graph", "x + y", "--at", "x=1"], "no value for y"),
     (["graph", "1/x", "--at", "x=0"], "division by zero"),
     (["graph", "log(x)", "--at", "x=-1"], "logarithm"),
     (["graph", "10^10^10 * x", "--at", "x=1"], "cannot be computed"),
-    (["graph", "__import__('os').system('touch pwned')", "--at", "x=1"], "expression:"),
-    (["graph", "__import__('os')", "--at", "x=1"], "unexpected '_' at column 1"),
+    (["graph", "__import__('os').system('touch pwned')", "--at", "x=1"], "unknown function 'system'"),
+    (["graph", "__import__('os')", "--at", "x=1"], "column 1: found '_'"),
     (["graph", "x", "--at", "x=nan"], "finite number"),
-    (["graph", "x", "--at", "x=1", "--at", "q=2"], "no variable 'q'"),
+    (["graph", "x", "--at", "x=1", "--at", "q=2"], "no variable q"),
     (["graph", "x" + "+x" * 60_000, "--at", "x=1"], "too long"),
 ]
 

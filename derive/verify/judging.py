@@ -149,7 +149,8 @@ def instance_values(meaning, inst) -> dict:
 def verify_claim(result, param: str, text: str) -> Verdict:
     goal = target(result, param)
     try:
-        claim = parse_claim(split_equals(text)[-1])     # a leading "dL/dW = " is allowed
+        *left, right = split_equals(text)             # a leading "dL/dW = " is allowed
+        claim = parse_claim(right, before="".join(part + "=" for part in left))
         check_size(claim)
     except DeriveError as exc:
         return Verdict("unparseable", None, None, str(exc))
