@@ -151,14 +151,15 @@ def test_build_validates_every_spec_before_writing(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_build_several_reports_progress_on_stderr(tmp_path):
+def test_build_several_reports_each_document_on_stderr_without_a_bar_when_piped(tmp_path):
     a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
     a.write_text("name: a\ninput: 2\nlayers: [{units: 1}]\n")
     b.write_text("name: b\ninput: 1\nlayers: [{units: 1, activation: tanh}]\n")
     proc = subprocess.run([sys.executable, "-m", "derive.cli", "build", str(a), str(b), "-o", str(tmp_path / "o")],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert "[1/2] a (en)" in proc.stderr and "[2/2] b (en)" in proc.stderr
+    assert "derive: a (en): " in proc.stderr and "derive: b (en): " in proc.stderr
+    assert "\r" not in proc.stderr and "[1/2]" not in proc.stderr      # the progress bar is for terminals
     assert (tmp_path / "o" / "a.tex").is_file() and (tmp_path / "o" / "b.tex").is_file()
 
 
