@@ -184,6 +184,14 @@ def _formats(ctx, param, value) -> tuple[str, ...]:
     return chosen
 
 
+def _document_json(spec, lang: str, outcome) -> dict:
+    """One document of build's and demo's --json: the files written and the checks."""
+    return {"spec": spec.name, "lang": lang, "tex": str(outcome.tex) if outcome.tex else None,
+            "pdf": str(outcome.pdf) if outcome.pdf else None,
+            "files": {kind: str(path) for kind, path in outcome.files}, "passed": outcome.passed,
+            "checks": outcome.summary, "warnings": list(outcome.warnings)}
+
+
 @main.command("build")
 @click.argument("spec_paths", metavar="SPEC...", nargs=-1, required=True, type=click.Path(dir_okay=False),
                 cls=_Argument, help="One or more network descriptions: YAML files or names of built-in examples.")
@@ -214,10 +222,7 @@ def build_command(spec_paths, out_dir, pdf, formats, lang, layers, as_json):
         for spec in progress:
             outcome = build(spec, out_dir, lang=lang, pdf=pdf or "pdf" in formats, layers=layers,
                             formats=tuple(f for f in formats if f != "pdf"))
-            documents.append({"spec": spec.name, "lang": lang, "tex": str(outcome.tex) if outcome.tex else None,
-                              "pdf": str(outcome.pdf) if outcome.pdf else None,
-                              "files": {kind: str(path) for kind, path in outcome.files}, "passed": outcome.passed,
-                              "checks": outcome.summary, "warnings": list(outcome.warnings)})
+            documents.append(_document_json(spec, lang, outcome))
             if not as_json:
                 for _, path in outcome.files:
                     _echo_above(progress, str(path))
@@ -382,7 +387,7 @@ def verify_command(spec_path, param, claim_text, derivation_path, as_json, tex, 
               help="Directory for the documents, the PDFs and the generated XOR code.")
 @click.option("--no-pdf", is_flag=True, help="Write the text forms only: no PDF, no SVG or PNG figures.")
 @click.option("--format", "formats", metavar="LIST", default="tex,pdf,md,html,beamer", show_default=True,
-              callback=lambda ctx, param, value: _formats(ctx, param, value),
+              callback=_formats,
               help="The forms of each document, as for derive build.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON object: every file written and each document's checks.")
@@ -397,8 +402,7 @@ def demo_command(out_dir, no_pdf, formats, as_json):
     with _progress(jobs, "derive demo", lambda job: f"{job[0].name} ({job[1]})" if job else "") as progress:
         for spec, lang in progress:
             outcome = build(spec, out_dir, lang=lang, pdf=pdf, formats=tuple(f for f in formats if f != "pdf"))
-            documents.append({"spec": spec.name, "lang": lang, "files": {k: str(p) for k, p in outcome.files},
-                              "passed": outcome.passed, "checks": outcome.summary, "warnings": list(outcome.warnings)})
+            documents.append(_document_json(spec, lang, outcome))
             failed = failed or not outcome.passed
             if not as_json:
                 _echo_above(progress, f"  {outcome.pdf or outcome.tex or outcome.files[0][1]}: {outcome.summary}")

@@ -316,11 +316,20 @@ XOR_TARGETS = ((0, 1, 1, 0),)
 
 def load_module(path):
     """Import a generated module from its file."""
-    import importlib.util
+    from pathlib import Path
 
-    spec = importlib.util.spec_from_file_location(f"derive_generated_{abs(hash(str(path)))}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    return module_from_source(Path(path).read_text(encoding="utf-8"), Path(path).stem, str(path))
+
+
+def module_from_source(source: str, name: str, filename: str | None = None):
+    """Run generated code as a fresh module. The one place derive runs code: the text is generate()'s
+    own output, printed from a validated spec (whitelisted names; the title only inside an escaped
+    string literal), never user text."""
+    import types
+
+    module = types.ModuleType(f"derive_generated_{name}")
+    module.__file__ = filename or f"<derive codegen: {name}>"
+    exec(compile(source, module.__file__, "exec"), module.__dict__)
     return module
 
 

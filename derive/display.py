@@ -25,13 +25,13 @@ class Gradient:
     def latex(self) -> str:
         return latex(self)
 
-    def equation(self, notation: str | None = None) -> str:
-        """dL/dW^l = ..., as the document's summary writes it."""
+    def equation(self, notation: str | None = None, relation: str = " = ") -> str:
+        """dL/dW^l = ..., as the document's summary writes it (relation " &= " for an aligned row)."""
         result = self.result
         printer = _printer(result, notation)
         q = result.quantities
         kind, layer = self.parameter[0], int(self.parameter[1:])
-        return (rf"\frac{{\partial {printer.n.loss}}}{{\partial {printer.doprint(q.matrix(kind, layer))}}} = "
+        return (rf"\frac{{\partial {printer.n.loss}}}{{\partial {printer.doprint(q.matrix(kind, layer))}}}" + relation
                 + printer.doprint(self.expr))
 
     def __str__(self) -> str:
@@ -83,7 +83,7 @@ def latex(obj, notation: str | None = None, result=None) -> str:
     if isinstance(obj, Derivation):
         return aligned_chain(obj, obj.quantities, _notation(obj.quantities.spec, notation))
     if isinstance(obj, NetworkDerivation):
-        rows = [obj.gradient(name).equation(notation).replace(" = ", " &= ", 1) for name in obj.parameters]
+        rows = [obj.gradient(name).equation(notation, " &= ") for name in obj.parameters]
         return r"\begin{aligned}" + r" \\ ".join(rows) + r"\end{aligned}"
     if result is None:
         raise DeriveError(f"latex(): a {type(obj).__name__} needs result= (the derivation it comes from)")
@@ -105,7 +105,7 @@ def markdown(obj, lang: str = "en") -> str:
 
     if isinstance(obj, NetworkDerivation):
         context = document_context(obj, None, lang)
-        return environment().get_template("notebook/result.md.j2").render(**context)
+        return environment().get_template("notebook/result.md.j2").render(summary=latex(obj), **context)
     if isinstance(obj, Derivation):
         result = _result_of(obj)
         context = document_context(result, None, lang)

@@ -4,12 +4,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .formats import FORMATS
 from .spec import NetworkSpec
 
 
 @dataclass(frozen=True)
 class BuildOutcome:
-    tex: Path
+    tex: Path | None            # None when only other forms were asked for
     pdf: Path | None
     passed: bool
     summary: str
@@ -17,40 +18,48 @@ class BuildOutcome:
     files: tuple[tuple[str, Path], ...] = ()        # (kind, path) of everything written
 
 
-def publish(text: str | None, out_dir: str | Path, stem: str, lang: str, pdf: bool,
-            extra: dict | None = None) -> tuple[Path | None, Path | None, tuple]:
-    """Write DIR/<stem>.tex (<stem>.zh.tex in Chinese) and, if asked, its PDF (xelatex + ctex for
-    Chinese, pdflatex otherwise), with the other forms in `extra` (kind -> text; slides are compiled
-    too). Every PDF is made first; then all files replace the old ones together, so a failed TeX run
-    leaves everything as it was. Without TeX the text files are written and the error names the
-    packages to install. Returns (tex or None, pdf or None, warnings)."""
+SUFFIXES = {"tex": ".tex", "md": ".md", "html": ".html", "beamer": ".slides.tex", "body": ".body.tex",
+            "pdf": ".pdf", "beamer_pdf": ".slides.pdf"}
+COMPILED = (("tex", "pdf"), ("beamer", "beamer_pdf"))     # the forms a PDF is made from
+
+
+def output_path(out_dir, stem: str, lang: str, kind: str) -> Path:
+    """DIR/<stem><suffix>, with .zh before the suffix in Chinese: seed001.zh.slides.tex."""
+    return Path(out_dir) / (stem + ("" if lang == "en" else f".{lang}") + SUFFIXES[kind])
+
+
+def write_forms(texts: dict[str, str], out_dir: str | Path, stem: str, lang: str,
+                pdf: bool) -> tuple[dict[str, Path], tuple[str, ...]]:
+    """Write each form (kind -> text) and, if asked, the PDFs of the document and the slides (xelatex +
+    ctex for Chinese, pdflatex otherwise). Every PDF is made first; then all files replace the old
+    ones together, so a failed TeX run leaves everything as it was. Without TeX the text files are
+    written and the error names the packages to install. Returns (kind -> path, warnings)."""
     from .files import ensure_folder, write_together
     from .pdf import TexMissing, compile_text
 
     folder = ensure_folder(out_dir)
-    tex_path = folder / (f"{stem}.tex" if lang == "en" else f"{stem}.{lang}.tex")
-    extra = extra or {}
-    files = {path: extra[kind] for kind, path in extra_paths(folder, stem, lang, extra)}
-    if text is not None:
-        files[tex_path] = text
-    if not pdf:
-        write_together(files)
-        return (tex_path if text is not None else None), None, ()
-    engine = "xelatex" if lang == "zh" else "pdflatex"
-    try:
-        data, warnings = compile_text(text, tex_path.name, engine=engine)
-        if "beamer" in extra:
-            slides = dict(extra_paths(folder, stem, lang, {"beamer": None, "beamer_pdf": None}))
-            slide_data, slide_warnings = compile_text(extra["beamer"], slides["beamer"].name, engine=engine)
-            files[slides["beamer_pdf"]] = slide_data
-            warnings = tuple(warnings) + tuple(slide_warnings)
-    except TexMissing:
-        write_together(files)
-        raise
-    pdf_path = tex_path.with_suffix(".pdf")
-    files[pdf_path] = data
-    write_together(files)
-    return tex_path, pdf_path, warnings
+    files = {kind: (output_path(folder, stem, lang, kind), text) for kind, text in texts.items()}
+    warnings: tuple[str, ...] = ()
+    if pdf:
+        try:
+            for source, target in COMPILED:
+                if source in texts:
+                    data, more = compile_text(texts[source], files[source][0].name,
+                                              engine="xelatex" if lang == "zh" else "pdflatex")
+                    files[target] = (output_path(folder, stem, lang, target), data)
+                    warnings += tuple(more)
+        except TexMissing:
+            write_together({path: text for kind, (path, text) in files.items() if kind in texts})
+            raise
+    write_together(dict(files.values()))
+    return {kind: files[kind][0] for kind in SUFFIXES if kind in files}, warnings
+
+
+def publish(text: str, out_dir: str | Path, stem: str, lang: str, pdf: bool) -> tuple[Path, Path | None, tuple]:
+    """One document: DIR/<stem>.tex and, if asked, its PDF (see write_forms). Returns (tex, pdf or None,
+    warnings)."""
+    written, warnings = write_forms({"tex": text}, out_dir, stem, lang, pdf)
+    return written["tex"], written.get("pdf"), warnings
 
 
 def select_layers(text: str, depth: int) -> frozenset[int]:
@@ -88,27 +97,23 @@ def build(spec: NetworkSpec, out_dir: str | Path, lang: str = "en", pdf: bool = 
     report = check(result)
     text = render_document(result, report, lang, shown)
     printed = require_printed_correct(result, text, f"{spec.name} ({lang})")
-    extra = {}
+    texts = {"tex": text} if "tex" in formats or pdf else {}
     if set(formats) - {"tex"}:
-        extra = other_forms(result, report, lang, shown, formats)
-    tex_path, pdf_path, warnings = publish(text if "tex" in formats or pdf else None, out_dir, spec.name, lang, pdf,
-                                           extra)
+        texts.update(other_forms(result, report, lang, shown, formats, text))
+    written, warnings = write_forms(texts, out_dir, spec.name, lang, pdf)
     summary = (f"{len(report.steps)} steps checked, {report.steps_failed} failed; "
                f"gradients {'match' if all(g.passed for g in report.gradients) else 'DO NOT match'} central differences; "
                f"{printed.summary()}")
-    kinds = dict(extra, beamer_pdf=None) if pdf and "beamer" in extra else extra
-    files = {"tex": tex_path, "pdf": pdf_path, **dict(extra_paths(out_dir, spec.name, lang, kinds))}
-    return BuildOutcome(tex_path, pdf_path, report.passed, summary, warnings,
-                        tuple((kind, path) for kind, path in files.items() if path is not None))
+    return BuildOutcome(written.get("tex"), written.get("pdf"), report.passed, summary, warnings,
+                        tuple(written.items()))
 
 
-DOCUMENT_FORMATS = ("tex", "md", "html", "beamer", "body")
-SUFFIXES = {"md": ".md", "html": ".html", "beamer": ".slides.tex", "beamer_pdf": ".slides.pdf", "body": ".body.tex"}
+DOCUMENT_FORMATS = tuple(kind for kind in FORMATS if kind != "pdf")     # pdf is compiled from tex
 
 
-def other_forms(result, report, lang: str, shown, formats) -> dict[str, str | bytes]:
-    """Markdown, HTML, slides and the body, from the document written with each justification as a
-    paragraph (flow); that text's equations are read back too."""
+def other_forms(result, report, lang: str, shown, formats, document: str) -> dict[str, str]:
+    """Markdown, HTML, slides and the body (of `document`, the .tex already rendered), from the document
+    written with each justification as a paragraph (flow); that text's equations are read back too."""
     from . import formats as forms
     from .render import render_document
 
@@ -117,7 +122,7 @@ def other_forms(result, report, lang: str, shown, formats) -> dict[str, str | by
     require_printed_correct(result, flow, f"{spec.name} ({lang}, {'/'.join(f for f in formats if f != 'tex')})")
     title = spec.title or spec.name
     subtitle = "由 derive 推导并逐步验证" if lang == "zh" else "Derived and checked step by step by derive"
-    out: dict[str, str | bytes] = {}
+    out: dict[str, str] = {}
     if "md" in formats or "html" in formats:
         md = forms.markdown(flow, title, subtitle)
         if "md" in formats:
@@ -127,14 +132,8 @@ def other_forms(result, report, lang: str, shown, formats) -> dict[str, str | by
     if "beamer" in formats:
         out["beamer"] = forms.beamer(flow, title, subtitle, lang)
     if "body" in formats:
-        out["body"] = forms.body_tex(render_document(result, report, lang, shown), lang)
+        out["body"] = forms.body_tex(document, lang)
     return out
-
-
-def extra_paths(out_dir, stem: str, lang: str, extra: dict):
-    for kind in extra:
-        name = stem + ("" if lang == "en" else f".{lang}") + SUFFIXES[kind]
-        yield kind, Path(out_dir) / name
 
 
 def require_printed_correct(result, text: str, what: str):

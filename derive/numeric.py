@@ -32,26 +32,18 @@ def layout_description(result) -> dict[str, str]:
     return out
 
 
-class _Layout:
-    """Converts between the document's arrays and the oracle's storage (W as (to, from), vectors and
-    samples as columns)."""
+def _weights_in(q, array: np.ndarray) -> np.ndarray:
+    """The document's W^l -> the oracle's storage, (to, from)."""
+    return array if q.layout == "column" else array.T
 
-    def __init__(self, result):
-        self.result, self.q, self.spec = result, result.quantities, result.spec
 
-    def weight_in(self, array: np.ndarray) -> np.ndarray:
-        return array if self.q.layout == "column" else array.T
-
-    def weight_out(self, array: np.ndarray) -> np.ndarray:
-        return self.weight_in(array)
-
-    def samples_in(self, array: np.ndarray, name: str, rows: int | None) -> np.ndarray:
-        """A 1-D sample, or a batch with samples as columns (rows in the row layout) -> (rows, m)."""
-        if array.ndim == 1:
-            return array.reshape(-1, 1)
-        if array.ndim != 2:
-            raise DeriveError(f"evaluate: {name} must be a 1-D array (one sample) or a 2-D batch, not {array.ndim}-D")
-        return array.T if self.q.layout == "row" else array
+def _samples_in(q, array: np.ndarray, name: str) -> np.ndarray:
+    """A 1-D sample, or a batch with samples as columns (rows in the row layout) -> (units, m)."""
+    if array.ndim == 1:
+        return array.reshape(-1, 1)
+    if array.ndim != 2:
+        raise DeriveError(f"evaluate: {name} must be a 1-D array (one sample) or a 2-D batch, not {array.ndim}-D")
+    return array.T if q.layout == "row" else array
 
 
 def _array(value, name: str) -> np.ndarray:
@@ -86,18 +78,17 @@ def _parameters_by_name(result, parameters: Mapping) -> dict[str, np.ndarray]:
     return out
 
 
-def make_instance(result, parameters: Mapping, x, y=None, constants: Mapping | None = None):
+def user_instance(result, parameters: Mapping, x, y=None, constants: Mapping | None = None):
     """An oracle Instance holding the user's numbers, with sizes and constants checked against the spec."""
     from .oracle import Instance
     from . import rules
 
     spec, q = result.spec, result.quantities
-    layout = _Layout(result)
     if spec.loss.kind == "generic":
         raise DeriveError("evaluate: a generic loss has no numbers; give the spec a loss kind "
                           f"({', '.join(k for k in rules.LOSSES if k != 'generic')})")
     params = _parameters_by_name(result, parameters)
-    xs = layout.samples_in(_array(x, "x"), "x", None)
+    xs = _samples_in(q, _array(x, "x"), "x")
     m = xs.shape[1]
     if q.samples == 1 and m != 1:
         raise DeriveError(f"evaluate: x holds {m} samples, but this network is derived for one sample "
@@ -111,7 +102,7 @@ def make_instance(result, parameters: Mapping, x, y=None, constants: Mapping | N
         w = params[f"W{l}"]
         if w.ndim != 2:
             raise DeriveError(f"evaluate: W{l} must be a 2-D array ({layout_description(result)['W']})")
-        w = layout.weight_in(w)
+        w = _weights_in(q, w)
         if w.shape[1] != sizes[-1]:
             raise DeriveError(f"evaluate: W{l} has the shape {params[f'W{l}'].shape}, which does not fit "
                               f"{sizes[-1]} units in the layer before ({layout_description(result)['W']})")
@@ -150,7 +141,7 @@ def make_instance(result, parameters: Mapping, x, y=None, constants: Mapping | N
     loss = rules.LOSSES[spec.loss.kind]
     if y is None:
         raise DeriveError(f"evaluate: the loss {spec.loss.kind} needs the target y")
-    ys = layout.samples_in(_array(y, "y"), "y", None)
+    ys = _samples_in(q, _array(y, "y"), "y")
     if ys.shape != (sizes[-1], m):
         raise DeriveError(f"evaluate: y must hold {sizes[-1]} outputs for each of the {m} samples")
     scale = float(spec.loss.scale) if spec.loss.scale is not None else float(loss.default_scale)
@@ -167,7 +158,7 @@ def evaluate(result, parameters: Mapping, x, y=None, constants: Mapping | None =
     """
     from .evaluate import Evaluator
 
-    inst = make_instance(result, parameters, x, y, constants)
+    inst = user_instance(result, parameters, x, y, constants)
     q, L = result.quantities, result.spec.depth
     oriented = lambda array: array.T if q.layout == "row" else array      # document <-> storage for vectors
     deltas = {l: np.zeros((inst.sizes[l], inst.samples)) for l in range(1, L + 1)}
@@ -197,7 +188,7 @@ class GradientFunction:
     """
 
     def __init__(self, result, dtype: str = "float64"):
-        from .codegen import generate
+        from .codegen import generate, module_from_source
 
         self.result = result
         self.code_layout = "row" if result.quantities.layout == "row" else "column"
@@ -207,7 +198,7 @@ class GradientFunction:
         except DeriveError as exc:      # no code for this network (e.g. a division by the output):
             self.source, self.module, self.why_not_compiled = None, None, str(exc)   # evaluate() serves
             return
-        self.module = _module_from_source(self.source, result.spec.name)
+        self.module = module_from_source(self.source, result.spec.name)
         self.why_not_compiled = None
 
     def __repr__(self) -> str:
@@ -218,7 +209,7 @@ class GradientFunction:
         if self.module is None:
             return evaluate(self.result, parameters, x, y, constants)
         spec, q = self.result.spec, self.result.quantities
-        inst = make_instance(self.result, parameters, x, y, constants)    # checks every shape and name
+        inst = user_instance(self.result, parameters, x, y, constants)    # checks every shape and name
         row = self.code_layout == "row"
         params = {}
         for l in range(1, q.depth + 1):
@@ -239,16 +230,6 @@ class GradientFunction:
         return out
 
 
-def _module_from_source(source: str, name: str):
-    """The generated module, run in a fresh namespace: derive's own code, printed from a validated spec
-    (names are whitelisted); no user text reaches it unprinted."""
-    import types
-
-    module = types.ModuleType(f"derive_generated_{name}")
-    exec(compile(source, f"<derive codegen: {name}>", "exec"), module.__dict__)
-    return module
-
-
 def gradient_function(spec_or_result, dtype: str = "float64") -> GradientFunction:
     """A NumPy function of (parameters, x, y) -> gradients, compiled from the derivation in memory."""
     from .engine import NetworkDerivation, derive
@@ -259,21 +240,27 @@ def gradient_function(spec_or_result, dtype: str = "float64") -> GradientFunctio
     return GradientFunction(result, dtype)
 
 
-def random_point(result, seed: int = 0) -> dict:
-    """Random numbers to try evaluate() with, in the document's layout: {"parameters", "x", "y",
-    "constants"} (symbolic sizes and the batch take small concrete values)."""
+def document_point(result, inst) -> dict:
+    """An instance's numbers in the document's layout: {"parameters", "x", "y", "constants"}, as
+    evaluate() takes them (W^l as printed, b^l 1-D, one sample 1-D, a batch as the layout stacks it)."""
     from .evaluate import Evaluator
-    from .oracle import make_instance as draw
 
     q = result.quantities
-    inst = draw(q, seed=seed)
     ev = Evaluator(inst)
     value = lambda expr: np.asarray(ev(expr), dtype=float)
     parameters = {name: value(q.matrix(name[0], int(name[1:]))) for name in result.parameters}
     parameters = {k: v.reshape(-1) if k.startswith("b") else v for k, v in parameters.items()}
-    batch = q.samples != 1
+    batch = inst.samples > 1
     x, y = value(q.matrix("a", 0, batch)), value(q.matrix("y", None, batch))
     if not batch:
         x, y = x.reshape(-1), y.reshape(-1)
     constants = {result.spec.loss.l2: inst.penalty} if isinstance(result.spec.loss.l2, str) else {}
     return {"parameters": parameters, "x": x, "y": y, "constants": constants}
+
+
+def random_point(result, seed: int = 0) -> dict:
+    """Random numbers to try evaluate() with, in the document's layout (see document_point); symbolic
+    sizes and the batch take small concrete values."""
+    from .oracle import make_instance
+
+    return document_point(result, make_instance(result.quantities, seed=seed))

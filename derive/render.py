@@ -211,10 +211,10 @@ def render_document(result, report=None, lang: str = "en", layers=None, flow: bo
     return environment().get_template("document.tex.j2").render(**context)
 
 
-def document_context(result, report=None, lang: str = "en", notation: Notation | None = None) -> dict:
+def document_context(result, report=None, lang: str = "en") -> dict:
     """What every template that writes about this network may use: names, printers, derivations."""
     spec, q = result.spec, result.quantities
-    notation = notation or profile(spec.notation, spec.symbols)
+    notation = profile(spec.notation, spec.symbols)
     printer = DerivePrinter(q, notation)
     shown = set(range(1, spec.depth + 1))
     return {

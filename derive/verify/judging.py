@@ -5,7 +5,6 @@ import numpy as np
 
 from ..claim import Term, parse_claim, split_equals
 from ..errors import DeriveError
-from ..evaluate import Evaluator
 from ..oracle import make_instance
 from .limits import MAX_SEEDS, MAX_SUM_WORK, MAX_TERMS, SIZE_GUESS, TRIALS
 from .slips import find_fix
@@ -117,30 +116,28 @@ MAX_LISTED_VALUES = 60
 
 
 def instance_values(meaning, inst) -> dict:
+    from ..numeric import document_point
+
     q, n, spec = meaning.q, meaning.n, meaning.result.spec
-    ev = Evaluator(inst)
+    point = document_point(meaning.result, inst)
     batch = inst.samples > 1
     listed = lambda a: np.asarray(a, dtype=float).round(6).tolist()
+    as_written = lambda v: v.reshape(1, -1) if q.layout == "row" and not batch else v     # a row vector stays a row
     unlabelled = n.layer_labels == "if_deep" and q.depth == 1          # Rashid's one layer: W, not W^1
     name = lambda tex, label=None: tex + ("" if label is None or unlabelled else
                                           "^{" + n.layer.replace("l", str(label)) + "}")
-    single = q.layout != "row" and not batch
-    values = {name(n.batch_input if batch else n.input):
-              listed(np.ravel(ev(q.matrix("a", 0))) if single else ev(q.matrix("a", 0, batch)))}
+    values = {name(n.batch_input if batch else n.input): listed(as_written(point["x"]))}
     if spec.loss.kind != "generic":
-        target = ev(q.matrix("y", None, batch))
-        values[name(n.batch_target if batch else n.target)] = listed(np.ravel(target) if single else target)
+        values[name(n.batch_target if batch else n.target)] = listed(as_written(point["y"]))
     if sum(w.size for w in inst.weights.values()) <= MAX_LISTED_VALUES:
         for layer in range(1, q.depth + 1):
-            weights = np.asarray(ev(q.matrix("W", layer)), dtype=float)
-            has_bias = spec.layers[layer - 1].bias
-            bias = np.asarray(ev(q.matrix("b", layer)), dtype=float) if has_bias else None
+            weights, bias = point["parameters"][f"W{layer}"], point["parameters"].get(f"b{layer}")
             if n.bias_folded and bias is not None:       # Theta^(l) = [b | W~], as Ng writes it
                 values[name(n.bias, layer)] = listed(np.hstack([bias.reshape(-1, 1), weights]))
                 continue
             values[name(n.weights, layer)] = listed(weights)
             if bias is not None:
-                values[name(n.bias, layer)] = listed(np.ravel(bias))
+                values[name(n.bias, layer)] = listed(bias)
     if meaning.l2:
         values["\\lambda"] = meaning.l2_value(inst)
     return values
