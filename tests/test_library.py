@@ -155,3 +155,16 @@ def test_dir_lists_the_api():
     for name in ("derive", "check", "latex", "markdown", "evaluate", "gradient_function", "Gradient", "load",
                  "network", "__version__"):
         assert name in listed and getattr(package, name) is not None
+
+
+def test_gradient_function_runs_no_text_from_the_spec(tmp_path, monkeypatch):
+    """The one place derive runs code is generated code; a title written to break out of its
+    docstring stays text in it."""
+    from derive import network
+    from derive.numeric import gradient_function
+
+    monkeypatch.chdir(tmp_path)
+    title = 'x""" ; import os; os.system("touch PWNED") ; """ \\\'\'\' ; open("PWNED2", "w")'
+    f = gradient_function(network("t", 2, [(1, "sigmoid")], loss="squared_error", title=title))
+    assert not (tmp_path / "PWNED").exists() and not (tmp_path / "PWNED2").exists()
+    assert 'os.system("touch PWNED")' in f.module.__doc__
