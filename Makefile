@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TEX_PACKAGES := texlive-latex-base texlive-latex-recommended texlive-latex-extra texlive-pictures \
-                texlive-xetex texlive-lang-chinese texlive-fonts-recommended latexmk poppler-utils
+                texlive-xetex texlive-lang-chinese texlive-fonts-recommended lmodern latexmk poppler-utils
 # The browser tests: Debian's Chromium (driven by Playwright) and KaTeX (renders the Markdown's math).
 BROWSER_PACKAGES := chromium libjs-katex
 

@@ -105,6 +105,20 @@ def index(name: str) -> sp.Symbol:
     return sp.Symbol(name, integer=True, positive=True)
 
 
+# The general layer l: a derivation written once for every layer of a group, then instantiated and
+# checked at each of them (W^{l+1} at l = 2 is W^3).
+GENERAL = sp.Symbol("l", integer=True, positive=True)
+
+
+def is_general(layer) -> bool:
+    return isinstance(layer, sp.Basic) and layer.has(GENERAL)
+
+
+def layer_tag(layer) -> str:
+    """The layer part of a quantity's canonical name: '2', or 'l+1' for the general layer."""
+    return str(layer).replace(" ", "")
+
+
 def prime(function: str) -> str:
     return function + "_prime"
 
@@ -137,6 +151,31 @@ class Quantities:
         self.loss = sp.Symbol("L")
         self.atoms["L"] = Atom("L", None)
         self._bases: dict[str, object] = {}
+        self.representative: int | None = None     # the concrete layer whose kind the general layer l has
+        self.general_sizes: dict[sp.Symbol, sp.Expr] = {}   # n_{l+1} -> l + 1
+
+    # ----------------------------------------------------------------- layers
+    def concrete_layer(self, layer) -> int:
+        """The layer whose activation and bias stand for `layer` (itself, or l's representative)."""
+        if not is_general(layer):
+            return int(layer)
+        if self.representative is None:
+            raise ValueError("the general layer l needs a representative layer")
+        return int(layer.subs(GENERAL, self.representative))
+
+    def size(self, layer):
+        """The unit count of a layer: a number or symbol, or n_{l+1} for the general layer."""
+        if not is_general(layer):
+            return self.sizes[int(layer)]
+        symbol = sp.Symbol(f"n_{layer_tag(layer)}", integer=True, positive=True)
+        self.general_sizes[symbol] = layer
+        return symbol
+
+    def layer_spec(self, layer):
+        return self.spec.layers[self.concrete_layer(layer) - 1]
+
+    def function_name(self, layer) -> str:
+        return self.layer_function[self.concrete_layer(layer)]
 
     # ----------------------------------------------------------------- registration
     def _base(self, name: str, atom: Atom, factory):
@@ -149,13 +188,13 @@ class Quantities:
         """The IndexedBase of a quantity: w[j, k], a[j] (a[j, s] when batch)."""
         if kind == "a" and layer == self.depth + 1:
             raise ValueError("no layer above the output")
-        name = f"{kind}_{layer}" + ("_s" if batch else "") if layer is not None else kind + ("_s" if batch else "")
+        name = (f"{kind}_{layer_tag(layer)}" if layer is not None else kind) + ("_s" if batch else "")
         return self._base(name, Atom(kind, layer, batch), lambda: sp.IndexedBase(name))
 
     def matrix(self, kind: str, layer: int | None = None, batch: bool = False) -> sp.MatrixSymbol:
         """W^l (n_l x n_{l-1}), b^l, z^l, a^l, delta^l (n_l x 1) or their batch forms (n_l x m)."""
         rows, cols = self.shape(kind, layer, batch)
-        name = (f"M{kind}_{layer}" if layer is not None else f"M{kind}") + ("_batch" if batch else "")
+        name = (f"M{kind}_{layer_tag(layer)}" if layer is not None else f"M{kind}") + ("_batch" if batch else "")
         return self._base(name, Atom(kind, layer, batch), lambda: sp.MatrixSymbol(name, rows, cols))
 
     def shape(self, kind: str, layer: int | None, batch: bool = False):
@@ -163,9 +202,9 @@ class Quantities:
         vectors are columns (one column per sample) or, in row layout, rows (one row per sample)."""
         width = self.samples if batch else sp.Integer(1)
         if kind in ("W", "acc"):
-            to_from = (self.sizes[layer], self.sizes[layer - 1])
+            to_from = (self.size(layer), self.size(layer - 1))
             return to_from if self.layout == "column" else to_from[::-1]
-        n = self.sizes[-1] if kind == "y" else self.sizes[layer]
+        n = self.sizes[-1] if kind == "y" else self.size(layer)
         if kind == "b":
             width = sp.Integer(1)
         return (width, n) if self.layout == "row" else (n, width)
@@ -179,14 +218,36 @@ class Quantities:
         return self.atoms[name]
 
     # ------------------------------------------------------------------- functions
-    def f(self, layer: int):
-        return sp.Function(self.layer_function[layer])
+    def f(self, layer):
+        return sp.Function(self.function_name(layer))
 
-    def f_prime(self, layer: int):
-        return sp.Function(prime(self.layer_function[layer]))
+    def f_prime(self, layer):
+        return sp.Function(prime(self.function_name(layer)))
 
-    def activation(self, layer: int) -> rules.Activation:
-        return self.functions[self.layer_function[layer]]
+    def activation(self, layer) -> rules.Activation:
+        return self.functions[self.function_name(layer)]
+
+    # ------------------------------------------------------------- instances of l
+    def instance_map(self, at: int) -> dict:
+        """Every quantity and size of the general layer l mapped to its instance at layer `at`."""
+        mapping = {}
+        for name, base in list(self._bases.items()):
+            atom = self.atoms[name]
+            if atom.layer is None or not is_general(atom.layer):
+                continue
+            layer = int(atom.layer.subs(GENERAL, at))
+            if not 0 <= layer <= self.depth:
+                continue            # a quantity of another topic's general layer, with no instance here
+            make = self.matrix if isinstance(base, sp.MatrixSymbol) else self.entry
+            mapping[base] = make(atom.kind, layer, atom.batch)
+        for symbol, layer in self.general_sizes.items():
+            if 0 <= int(layer.subs(GENERAL, at)) <= self.depth:
+                mapping[symbol] = self.sizes[int(layer.subs(GENERAL, at))]
+        return mapping
+
+    def instantiate(self, expr, at: int):
+        """expr with the general layer l set to `at`."""
+        return expr.xreplace(self.instance_map(at)) if isinstance(expr, sp.Basic) else expr
 
     def function_row(self, name: str) -> tuple[rules.Activation, bool]:
         """(row, is_derivative) for a function name used in an expression."""

@@ -110,6 +110,8 @@ def check(result: NetworkDerivation, trials: int | None = None, seed: int = 0) -
     instances = [make_instance(q, seed + t) for t in range(trials)]
     steps: list[StepCheck] = []
     groups = [("forward", "forward", result.forward)] + [(d.key, d.level, d.steps) for d in result.derivations]
+    # a derivation for the general layer l is checked at every layer it is written for
+    groups += [(f"{d.key} at l = {value}", d.level, d.at(value).steps) for d in result.general for value in d.instances]
     for key, level, group in groups:
         count = 1 if level == "concrete" else trials
         views = {lv: [_view(inst, lv) for inst in instances[:count]] for lv in ("batch", level)}

@@ -11,7 +11,8 @@ import sympy as sp
 from sympy import KroneckerDelta as kd, Sum, Transpose, HadamardProduct, MatMul, MatAdd, OneMatrix
 
 from . import rules
-from .algebra import Diag, Elementwise, MatPartial, Partial, Quantities, index, prime
+from .algebra import GENERAL, Diag, is_general, Elementwise, MatPartial, Partial, Quantities, index, prime
+from .notation import profile
 from .spec import NetworkSpec
 from .steps import (ActivationDerivative, ActivationIdentity, BatchLift, ChainRule, Definition, DeltaDefinition,
                     Derivation, Differentiate, Expand, KroneckerCollapse, LossDerivative, MatrixLift, Penalty,
@@ -31,6 +32,7 @@ class NetworkDerivation:
     quantities: Quantities = field(repr=False, compare=False)
     forward: tuple[Step, ...]
     derivations: tuple[Derivation, ...]
+    general: tuple[Derivation, ...] = ()    # written once for a general layer l, checked at each instance
 
     def get(self, topic: str, layer: int | None, level: str) -> Derivation:
         for d in self.derivations:
@@ -119,9 +121,10 @@ def derive(spec: NetworkSpec, levels: tuple[str, ...] | None = None) -> NetworkD
                 "matrix": (builder.delta_matrix, builder.weight_matrix, builder.bias_matrix),
                 "batch": (None, builder.batch_weight, builder.batch_bias)}
     for l in range(L, 0, -1):
-        for level in ("index", "matrix"):
-            if level in wanted:
-                out.append(Derivation("delta", l, level, tuple(by_level[level][0](l)), q))
+        for level in ("index", "matrix", "batch"):
+            if level in wanted and (level != "batch" or builder.delta_batch(l)):
+                method = builder.delta_batch if level == "batch" else by_level[level][0]
+                out.append(Derivation("delta", l, level, tuple(method(l)), q))
     for l in range(L, 0, -1):
         for topic, position in (("weight", 1), ("bias", 2)):
             if topic == "bias" and not spec.layers[l - 1].bias:
@@ -131,7 +134,51 @@ def derive(spec: NetworkSpec, levels: tuple[str, ...] | None = None) -> NetworkD
                     out.append(Derivation(topic, l, level, tuple(by_level[level][position](l)), q))
     if "concrete" in wanted:
         out += builder.concrete()
-    return NetworkDerivation(spec, q, tuple(builder.forward()), tuple(out))
+    general = _general(builder, wanted)
+    return NetworkDerivation(spec, q, tuple(builder.forward()), tuple(out), general)
+
+
+def general_groups(spec: NetworkSpec) -> dict[str, tuple[int, ...]]:
+    """The layers one general derivation can stand for, per topic, from the top down: those whose
+    derivation has the same shape as the topmost one's (the activation of l and the bias of l + 1 for
+    delta; the bias of l for the weights). A group needs two layers; the rest are derived one by one."""
+    layers, L = spec.layers, spec.depth
+    keys = {"delta": (lambda l: (layers[l - 1].activation, layers[l - 1].slope, layers[l].bias), range(L - 1, 0, -1)),
+            "weight": (lambda l: layers[l - 1].bias, range(L, 0, -1)),
+            "bias": (lambda l: layers[l - 1].bias, [l for l in range(L, 0, -1) if layers[l - 1].bias])}
+    out = {}
+    for topic, (key, candidates) in keys.items():
+        candidates = list(candidates)
+        group = tuple(l for l in candidates if key(l) == key(candidates[0])) if candidates else ()
+        if len(group) >= 2:
+            out[topic] = group
+    return out
+
+
+def _general(builder: "_Builder", wanted: set[str]) -> tuple[Derivation, ...]:
+    q, l = builder.q, GENERAL
+    methods = {"delta": {"index": builder.hidden_delta, "matrix": builder.hidden_delta_matrix,
+                         "batch": builder.delta_batch},
+               "weight": {"index": builder.weight_index, "matrix": builder.weight_matrix, "batch": builder.batch_weight},
+               "bias": {"index": builder.bias_index, "matrix": builder.bias_matrix, "batch": builder.batch_bias}}
+    # delta speaks of a layer of units: where the notation numbers the input layer 1 (Ng, 000), l is that
+    # number, so the general line reads as the notes write it: delta^(l) = (Theta^(l))^T delta^(l+1) .* g'(z^(l))
+    shift = profile(q.spec.notation, q.spec.symbols).node_shift
+    out = []
+    for topic, group in general_groups(q.spec).items():
+        offset = shift if topic == "delta" else 0
+        values = tuple(g + offset for g in group)           # the values of l, as printed
+        q.representative = values[0]
+        try:
+            for level, method in methods[topic].items():
+                steps = tuple(method(l - offset)) if level in wanted else ()
+                if steps:
+                    out.append(Derivation(topic, None, level, steps, q, values))
+        finally:
+            q.representative = None
+    # what the documents print about l afterwards (the activation of l) is the delta group's
+    q.representative = next((d.instances[0] for d in out if d.topic == "delta"), None)
+    return tuple(out)
 
 
 def _scaled(c, matrix):
@@ -164,7 +211,7 @@ class _Builder:
 
     # ----------------------------------------------------------------- shorthands
     def n(self, l):
-        return self.q.sizes[l]
+        return self.q.size(l)
 
     def e(self, kind, l=None, batch=False):
         return self.q.entry(kind, l, batch)
@@ -203,13 +250,13 @@ class _Builder:
     def z_sum(self, l, row, dummy):
         a, b = self.e("a", l - 1), self.e("b", l)
         total = Sum(sp.Mul(self.w(l, row, dummy), a[dummy], evaluate=False), (dummy, 1, self.n(l - 1)))
-        return total + b[row] if self.q.spec.layers[l - 1].bias else total
+        return total + b[row] if self.q.layer_spec(l).bias else total
 
     def fprime_entry(self, l, j):
         return self.q.f_prime(l)(self.e("z", l)[j])
 
     def fprime_matrix(self, l):
-        return Elementwise(prime(self.q.layer_function[l]), self.m("z", l))
+        return Elementwise(prime(self.q.function_name(l)), self.m("z", l))
 
     def output_identity(self, l, j):
         """f'(z_j) in terms of the output a_j, or None when the textbook keeps f'(z)."""
@@ -453,6 +500,30 @@ class _Builder:
             m2 = back if row.name == "identity" else HadamardProduct(back, ident_m)
             mats.append(ActivationIdentity(m1, m2, "matrix", (), (("activation", row.name),)))
         return mats
+
+    def delta_batch(self, l):
+        """Delta^l for the batch: the per-sample delta^l as its columns (rows), so the matrix form holds
+        with every per-sample matrix replaced by its batch matrix. Not where the formula is not column
+        by column: a softmax Jacobian, or a generic loss whose dL/dA is the batch loss's."""
+        if self.q.samples == 1:
+            return []
+        layers = (l,) if l == self.L else (l, l + 1)
+        rhs = self.delta_matrix(l)[-1].rhs if l == self.L or not is_general(l) else self.hidden_delta_matrix(l)[-1].rhs
+        if any(self.q.activation(k).vector for k in layers if is_general(k) or k <= self.L) or rhs.has(MatPartial):
+            return []
+        return [BatchLift(self.m("delta", l, True), self.to_batch(rhs), "batch", (), (("pattern", "columns"),))]
+
+    def to_batch(self, expr):
+        """A per-sample matrix expression with every vector of one sample replaced by its batch matrix."""
+        q, m = self.q, self.q.samples
+        mapping = {}
+        for name, base in list(q._bases.items()):
+            atom = q.atoms[name]
+            if isinstance(base, sp.MatrixSymbol) and atom.kind in ("a", "z", "delta", "y") and not atom.batch:
+                mapping[base] = q.matrix(atom.kind, atom.layer, True)
+        for ones in expr.atoms(OneMatrix):         # in the same replacement, so every sum keeps one shape
+            mapping[ones] = OneMatrix(m, ones.shape[1]) if q.layout == "row" else OneMatrix(ones.shape[0], m)
+        return expr.xreplace(mapping)
 
     # ---------------------------------------------------------- weights and biases
     def weight_index(self, l):

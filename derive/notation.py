@@ -36,6 +36,7 @@ class Notation:
     batch_input: str = "X"
     batch_target: str = "Y"
     accumulator: str = "G"       # the running sum of per-sample gradients
+    size: str = "n"              # the unit count of the general layer: n_{l}
     layer: str = "l"             # a layer label: l, or (l) as Ng writes it
     node_shift: int = 0          # Ng and 000 number the input layer 1: a^l is printed a^{l+1}
     layer_labels: str = "always"  # or "if_deep": no labels on a one-layer network (Rashid)
@@ -45,8 +46,9 @@ class Notation:
     functions: tuple[tuple[str, str], ...] = ()      # activation -> LaTeX name, e.g. sigmoid -> g
     indices: tuple[tuple[str, str], ...] = ()        # engine index letter -> printed letter
 
-    def label(self, layer: int, node: bool = False) -> str:
-        return self.layer.replace("l", str(layer + (self.node_shift if node else 0)))
+    def label(self, layer, node: bool = False) -> str:
+        """The printed layer label; `layer` may be the general layer l (printed l, l+1, ...)."""
+        return self.layer.replace("l", str(layer + (self.node_shift if node else 0)).replace(" ", ""))
 
     def index_name(self, letter: str) -> str:
         return dict(self.indices).get(letter, letter)
@@ -57,7 +59,7 @@ class Notation:
 
 PROFILES = {
     "nielsen": Notation("nielsen"),
-    "ng": Notation("ng", weight=r"\Theta", weights=r"\tilde{\Theta}", bias=r"\Theta", loss="J", layer="(l)",
+    "ng": Notation("ng", size="s", weight=r"\Theta", weights=r"\tilde{\Theta}", bias=r"\Theta", loss="J", layer="(l)",
                    node_shift=1, bias_folded=True, batch_delta=r"\boldsymbol{\delta}", accumulator=r"\Delta",
                    functions=(("sigmoid", "g"),),
                    indices=(("j", "i"), ("k", "j"), ("i", "k"), ("p", "p"))),

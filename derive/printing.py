@@ -98,6 +98,9 @@ class DerivePrinter(LatexPrinter):
             return self.n.loss + r"_{\mathrm{data}}"
         if expr.name in INDEX_LETTERS and expr.is_integer:
             return self.n.index_name(expr.name)
+        layer = self.q.general_sizes.get(expr) if self.q is not None else None
+        if layer is not None:           # the unit count of the general layer: n_{l+1}
+            return f"{self.n.size}_{{{str(layer + self.n.node_shift).replace(' ', '')}}}"
         return safe_symbol(expr.name)
 
     def _print_Pow(self, expr, *args, **kwargs):

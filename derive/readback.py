@@ -32,6 +32,7 @@ class PrintedEquation:
     line: int               # the .tex line of its first row (1-based)
     lhs: str
     rhs: str
+    general: tuple[int, ...] = ()   # a line about the general layer l: the values of l it is stated for
 
     @property
     def text(self) -> str:
@@ -100,6 +101,23 @@ def _blank_commands(text: str, command: str) -> str:
     return "".join(out) + text[i:]
 
 
+GENERAL_MARK = re.compile(r"%\s*derive-general:\s*l\s*=\s*([0-9][0-9, ]*)\s*$")
+
+
+def general_mark(values) -> str:
+    """The comment before a display about the general layer l: the readback judges it at these l."""
+    return "% derive-general: l = " + ", ".join(str(v) for v in values)
+
+
+def _general_values(tex: str, start: int) -> tuple[int, ...]:
+    """The values of l named by a derive-general comment just before a display (or a boxed result)."""
+    before = tex[:start].rstrip()
+    before = before.removesuffix("\\[").removesuffix("\\begin{equation*}").rstrip()
+    last = before[before.rfind("\n") + 1:]
+    mark = GENERAL_MARK.search(last)
+    return tuple(int(v) for v in re.findall(r"[0-9]+", mark.group(1))) if mark else ()
+
+
 def printed_equations(tex: str) -> list[PrintedEquation]:
     """Every displayed equation of a document: align* rows and \\[ aligned \\] displays (a row '&= rhs'
     continues from the right side before it, across displays in the flow form; a row '&\\qquad ...'
@@ -112,14 +130,17 @@ def printed_equations(tex: str) -> list[PrintedEquation]:
     for block in re.finditer(r"\\begin\{align\*\}(.*?)\\end\{align\*\}|\\\[\s*\\begin\{aligned\}(.*?)"
                              r"\\end\{aligned\}\s*\\\]", tex, re.S):
         group = 1 if block.group(1) is not None else 2
-        body = _blank_commands(block.group(group), r"\intertext")
+        general = _general_values(tex, block.start())
+        body = _blank_commands(_blank_commands(block.group(group), r"\intertext"), r"\note")
         rows, offset = [], block.start(group)
         for part in re.split(r"(\\\\)", body):
             if part != "\\\\":
-                rows.append((offset + len(part) - len(part.lstrip()), part.strip()))
+                for side in re.split(r"&\s*\\also\b", part):       # a second equation on the line
+                    rows.append((offset + len(part) - len(part.lstrip()), side.strip()))
             offset += len(part)
         previous, pending = (carried if group == 2 else None), None
         for start, row in rows:
+            row = re.sub(r"&&\s*$", "", row).strip()       # the note column, blanked above
             if not row:
                 continue
             if row.startswith(r"&\qquad"):
@@ -136,7 +157,7 @@ def printed_equations(tex: str) -> list[PrintedEquation]:
             lhs = lhs.strip() or previous
             if lhs is None:
                 raise DeriveError(f"read-back: line {line_of(start)} continues no equation")
-            pending = PrintedEquation(line_of(start), lhs, rhs.strip())
+            pending = PrintedEquation(line_of(start), lhs, rhs.strip(), general)
         if pending is not None:
             out.append(pending)
             carried = pending.rhs
@@ -145,7 +166,7 @@ def printed_equations(tex: str) -> list[PrintedEquation]:
         lhs, sep, rhs = tex[box.end():end - 1].partition(" = ")
         if not sep:
             raise DeriveError(f"read-back: the boxed result on line {line_of(box.start())} is not an equation")
-        out.append(PrintedEquation(line_of(box.start()), lhs.strip(), rhs.strip()))
+        out.append(PrintedEquation(line_of(box.start()), lhs.strip(), rhs.strip(), _general_values(tex, box.start())))
     for inline in re.finditer(r"\\\((.*?)\\\)", tex, re.S):
         # \( ... \) marks an equation in a sentence that states a fact about this network (the
         # prose's schematic identities, such as sigma' = sigma (1 - sigma) in z, use $ ... $)
@@ -224,7 +245,55 @@ def _parse(text: str) -> Term:
     return parse_claim(text, scale=PRINTED_SCALE)
 
 
+def general_instances(result, value: int) -> list[tuple[str, str]]:
+    """How each quantity of the general layer l prints, and how it prints at l = value (longest first):
+    a line about layer l is read at each of its layers as a reader would, by putting the number in."""
+    from .algebra import GENERAL, is_general
+    from .notation import profile
+    from .printing import DerivePrinter
+
+    q = result.quantities
+    printer = DerivePrinter(q, profile(q.spec.notation, q.spec.symbols))
+    pairs = {}
+    for atom in list(q.atoms.values()):
+        if atom.layer is None or not is_general(atom.layer):
+            continue
+        layer = int(atom.layer.subs(GENERAL, value))
+        if 0 <= layer <= q.depth:
+            for entry in (True, False):
+                pairs[printer._name(atom.kind, atom.layer, atom.batch, entry)] = \
+                    printer._name(atom.kind, layer, atom.batch, entry)
+    for symbol, layer in q.general_sizes.items():
+        at = int(layer.subs(GENERAL, value))
+        if 0 <= at <= q.depth:
+            pairs[printer.doprint(symbol)] = printer.doprint(q.sizes[at])
+    return sorted(pairs.items(), key=lambda pair: -len(pair[0]))
+
+
+def instantiate_text(text: str, pairs: list[tuple[str, str]]) -> str:
+    marks = {}
+    for n, (general, concrete) in enumerate(pairs):       # placeholders: a replacement is never replaced
+        text = text.replace(general, f"\x00{n}\x00")
+        marks[f"\x00{n}\x00"] = concrete
+    for mark, concrete in marks.items():
+        text = text.replace(mark, concrete)
+    return text
+
+
 def judge_equation(result, eq: PrintedEquation, meaning=None, instances=None) -> Judgement:
+    """Judged at random numeric instances; a line about the general layer l at each value of l it states."""
+    if eq.general:
+        for value in eq.general:
+            pairs = general_instances(result, value)
+            at = replace(eq, lhs=instantiate_text(eq.lhs, pairs), rhs=instantiate_text(eq.rhs, pairs), general=())
+            judged = _judge(result, at, meaning, instances)
+            if judged.status != "correct":
+                return Judgement(eq, judged.status, f"at l = {value} ({at.text}): {judged.message}")
+        return Judgement(eq, "correct")
+    return _judge(result, eq, meaning, instances)
+
+
+def _judge(result, eq: PrintedEquation, meaning=None, instances=None) -> Judgement:
     from .oracle import make_instance
     from .evaluate import Evaluator
     from .verify import Meaning, ShapeError, free_letters, value_of

@@ -9,7 +9,8 @@ import jinja2
 import sympy as sp
 
 from . import rules
-from .algebra import Quantities
+from .algebra import GENERAL, Quantities
+from .readback import general_mark
 from .notation import Notation, profile
 from .escape import html_text, latex_text, python_string_body
 from .resources import template_source
@@ -52,6 +53,8 @@ def environment() -> jinja2.Environment:
     env.filters["html"] = html_text
     env.filters["tex"] = _tex_filter
     env.filters["md_prose"] = _md_prose
+    env.filters["capitalize_first"] = capitalize_first
+    env.tests["contains_fact"] = lambda facts, fact: tuple(fact) in facts
     return env
 
 
@@ -142,21 +145,147 @@ class Line:
 def chain(derivation: Derivation | tuple[Step, ...], printer: DerivePrinter) -> list[Line]:
     """Steps as aligned rows; a step whose lhs is the previous rhs continues the chain."""
     steps = derivation.steps if isinstance(derivation, Derivation) else derivation
-    breaker, previous, out = Breaker(printer), None, []
+    breaker, previous, start, out = Breaker(printer), None, None, []
     for step in steps:
-        continued = previous is not None and step.lhs == previous
+        # a step about the chain's own left side (delta = dL/dz, then delta = ...) continues it too
+        continued = previous is not None and (step.lhs == previous or step.lhs == start)
+        if not continued:
+            start = step.lhs
         out.append(Line(step, tuple(breaker.lines(step.lhs, step.rhs, continued))))
         previous = step.rhs
     return out
 
 
+def forward_rows(forward, printer: DerivePrinter, batch: bool) -> list[str]:
+    """The forward pass as aligned rows: each layer's index-level definition with its matrix form
+    beside it (on the next row when the two do not fit one line), then the loss."""
+    breaker = Breaker(printer)
+    rows_of = lambda step: breaker.lines(step.lhs, step.rhs, False)
+    if batch:
+        steps = [s for s in forward if s.level == "batch"]
+        return [row for s in steps for row in rows_of(s)]
+    index = [s for s in forward if s.level == "forward" and s.fact("what") in ("z", "a")]
+    matrix = {(s.fact("what")[0], s.fact("layer")): s for s in forward
+              if s.level == "forward" and s.fact("what") in ("z_matrix", "a_matrix")}
+    rows = []
+    for step in index:
+        left, right = rows_of(step), rows_of(matrix[(step.fact("what"), step.fact("layer"))])
+        if len(left) == 1 and len(right) == 1 and visible_length(left[0] + right[0]) <= LINE_BUDGET:
+            rows.append(left[0] + r" & \also " + right[0])
+        else:
+            rows += left + right
+    for step in forward:
+        if step.level == "forward" and step.fact("what") == "loss":
+            rows += rows_of(step)
+    return rows
+
+
+def chain_start(derivation):
+    """The left side of the chain that ends in the result."""
+    previous = start = None
+    for step in derivation.steps:            # as chain() continues a chain
+        if previous is None or not (step.lhs == previous or step.lhs == start):
+            start = step.lhs
+        previous = step.rhs
+    return start
+
+
 def final_equation(derivation, printer: DerivePrinter) -> str:
     """lhs = result, with lhs the start of the chain that ends in the result."""
-    steps = derivation.steps
-    start = len(steps) - 1
-    while start > 0 and steps[start].lhs == steps[start - 1].rhs:
-        start -= 1
-    return printer.doprint(steps[start].lhs) + " = " + printer.doprint(steps[-1].rhs)
+    return printer.doprint(chain_start(derivation)) + " = " + printer.doprint(derivation.steps[-1].rhs)
+
+
+def final_rows(derivation, printer: DerivePrinter) -> str:
+    """The result as aligned rows (long right sides broken), for lists of results."""
+    return " \\\n".join(Breaker(printer).lines(chain_start(derivation), derivation.steps[-1].rhs, False))
+
+
+def shape_text(derivation, printer: DerivePrinter) -> str:
+    """The shape of a matrix result, as math: n_{l} \times n_{l-1}."""
+    lhs = chain_start(derivation)
+    shape = getattr(lhs, "shape", None)
+    if shape is None:
+        return ""
+    return r" \times ".join(printer.doprint(n) for n in shape)
+
+
+@dataclass(frozen=True)
+class General:
+    """The general layer l of one topic, for the templates: its derivation per level, the values of l
+    it is written for (as printed) and the engine's layers."""
+    index: Derivation | None = None
+    matrix: Derivation | None = None
+    batch: Derivation | None = None
+    values: tuple[int, ...] = ()
+    layers: tuple[int, ...] = ()
+
+
+def general_of(result, topic: str) -> General:
+    found = {d.level: d for d in result.general if d.topic == topic}
+    if not found:
+        return General()
+    any_d = next(iter(found.values()))
+    shift = profile(result.spec.notation, result.spec.symbols).node_shift if topic == "delta" else 0
+    return General(found.get("index"), found.get("matrix"), found.get("batch"), any_d.instances,
+                   tuple(v - shift for v in any_d.instances))
+
+
+def summary_groups(result, printer: DerivePrinter, batch: bool) -> list[dict]:
+    """The backward pass in order, for the summary: the output layer's delta, the recurrence, then the
+    gradients; each group one display (general lines carry the values of l they are checked at)."""
+    level = "batch" if batch else "matrix"
+    by_key = {d.key: d for d in result.derivations}
+    L = result.spec.depth
+    groups: list[dict] = []
+
+    def add(role, values, d):
+        if d is None:
+            return
+        row = {"rows": final_rows(d, printer), "shape": shape_text(d, printer)}
+        if groups and groups[-1]["role"] == role and groups[-1]["ls"] == values:
+            groups[-1]["items"].append(row)
+        else:
+            groups.append({"role": role, "ls": values, "items": [row]})
+
+    add("output", (), by_key.get(f"delta{L}:{level}"))
+    g = general_of(result, "delta")
+    add("hidden", g.values, getattr(g, level))
+    for l in range(L - 1, 0, -1):
+        if l not in g.layers:
+            add("hidden", (), by_key.get(f"delta{l}:{level}"))
+    for topic in ("weight", "bias"):
+        g = general_of(result, topic)
+        add("gradient", g.values, getattr(g, level))
+        for l in range(L, 0, -1):
+            if l not in g.layers:
+                add("gradient", (), by_key.get(f"{topic}{l}:{level}"))
+    return groups
+
+
+def packed_rows(steps, printer: DerivePrinter) -> list[str]:
+    """Written-out entries, two to a line where both fit (joined by \\also), each as 'lhs &= rhs'."""
+    breaker, rows, waiting = Breaker(printer), [], None
+    for step in steps:
+        lines = breaker.lines(step.lhs, step.rhs, False)
+        if len(lines) == 1 and waiting is not None and visible_length(waiting + lines[0]) <= LINE_BUDGET:
+            rows.append(waiting + r" & \also " + lines[0])
+            waiting = None
+            continue
+        if waiting is not None:
+            rows.append(waiting)
+            waiting = None
+        if len(lines) == 1:
+            waiting = lines[0]
+        else:
+            rows += lines
+    if waiting is not None:
+        rows.append(waiting)
+    return rows
+
+
+def capitalize_first(text: str) -> str:
+    text = str(text)
+    return text[:1].upper() + text[1:] if text[:1].isascii() else text
 
 
 def aligned_chain(derivation: Derivation, quantities: Quantities, notation: Notation) -> str:
@@ -189,13 +318,25 @@ def _weight_entry(q: Quantities, l: int):
     return w[_J, _K] if q.index_order == "to_from" else w[_K, _J]
 
 
-def render_document(result, report=None, lang: str = "en", layers=None, flow: bool = False) -> str:
+MODE_NAMES = {"en": {}, "zh": {"entrywise": "逐分量", "direction": "方向导数", "joint-direction": "联合方向导数",
+                              "shape": "形状"}}
+DETAILS = ("brief", "normal", "full")
+PAPERS = ("a4", "letter")
+
+
+def render_document(result, report=None, lang: str = "en", layers=None, flow: bool = False,
+                    detail: str = "normal", paper: str | None = None, comparisons=()) -> str:
     """layers: the layers whose derivations are written out (default all); each run of left-out
     layers gets one sentence in their place. Every layer is derived and checked either way.
     flow: each step's justification as a paragraph of its own (for Markdown, HTML and slides) rather
     than an \\intertext inside one aligned display."""
     if lang not in LANGS:
         raise ValueError(f"language {lang!r}; accepted: {', '.join(LANGS)}")
+    if detail not in DETAILS:
+        raise ValueError(f"detail {detail!r}; accepted: {', '.join(DETAILS)}")
+    paper = paper or ("a4" if lang == "zh" else "letter")
+    if paper not in PAPERS:
+        raise ValueError(f"paper {paper!r}; accepted: {', '.join(PAPERS)}")
     spec = result.spec
     shown = set(range(1, spec.depth + 1)) if layers is None else set(layers)
 
@@ -207,7 +348,8 @@ def render_document(result, report=None, lang: str = "en", layers=None, flow: bo
         return low
 
     context = document_context(result, report, lang)
-    context.update(shown=shown, gap_end=gap_end, flow=flow)
+    context.update(shown=shown, gap_end=gap_end, flow=flow, detail=detail, paper=paper,
+                   comparisons=tuple(comparisons))
     return environment().get_template("document.tex.j2").render(**context)
 
 
@@ -241,7 +383,35 @@ def document_context(result, report=None, lang: str = "en") -> dict:
         "param_tex": lambda name: printer.doprint(q.matrix("W" if name[0] == "W" else "b", int(name[1:]))),
         "batch": q.samples != 1, "fmt": lambda x: f"{x:.1e}",
         "final": lambda d: final_equation(d, printer), "final_rhs": lambda d: printer.doprint(d.result.rhs),
+        "final_rows": lambda d: final_rows(d, printer), "shape": lambda d: shape_text(d, printer),
+        "forward_rows": lambda batch: forward_rows(result.forward, printer, batch),
+        "general": lambda topic: general_of(result, topic),
+        "covered": lambda topic, l: l in general_of(result, topic).layers,
+        "g_mat": lambda kind, offset: printer.doprint(q.matrix(kind, GENERAL + offset - (
+            notation.node_shift if kind == "delta" else 0))),
+        "instances": lambda topic, level: [_at_level(result, topic, l, level) for l in general_of(result, topic).layers],
+        "general_mark": general_mark, "title": document_title(spec, lang),
+        "summary_groups": lambda batch: summary_groups(result, printer, batch),
+        "packed_rows": lambda steps: packed_rows(steps, printer),
+        "final_rows_of": lambda step: Breaker(printer).lines(step.lhs, step.rhs, False)[0],
+        "mode_name": lambda mode: MODE_NAMES[lang].get(mode, mode),
+        "through_output": spec.loss.kind == "generic" and q.sizes[-1] == 1,
+        "detail": "normal", "paper": "a4" if lang == "zh" else "letter", "comparisons": (), "flow": False,
     }
+
+
+def _at_level(result, topic: str, layer: int, level: str):
+    """A layer's derivation at this level, or its matrix form where the level has none (no batch delta)."""
+    key = {d.key: d for d in result.derivations}
+    return key.get(f"{topic}{layer}:{level}") or key[f"{topic}{layer}:matrix"]
+
+
+def document_title(spec, lang: str) -> str:
+    """The title as LaTeX: the Chinese form in Chinese documents where the spec gives one; text escaped,
+    and $...$ pieces read by derive's expression grammar and printed by SymPy (never the user's TeX)."""
+    from .titles import title_tex
+
+    return title_tex(spec, lang)
 
 
 # ------------------------------------------------------------------------- graphs

@@ -60,6 +60,8 @@ class NetworkSpec:
     title: str = ""
     notation: str = "nielsen"
     symbols: tuple[tuple[str, str], ...] = ()   # per-spec overrides of notation names
+    title_zh: str = ""                          # the title of the Chinese documents
+    compare: tuple["Comparison", ...] = ()      # formulas of an existing text, judged beside the derivation
 
     def __post_init__(self):
         validate(self)
@@ -216,7 +218,55 @@ def validate(spec: NetworkSpec) -> None:
 
 # ------------------------------------------------------------------------------ YAML
 
-SPEC_FIELDS = ("name", "title", "notation", "input", "layers", "loss", "samples", "symbols")
+SPEC_FIELDS = ("name", "title", "notation", "input", "layers", "loss", "samples", "symbols", "compare")
+COMPARE_FIELDS = ("param", "claim", "source", "note")
+MAX_COMPARISONS = 40
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A formula as an existing text writes it (LaTeX), for the parameter (or delta) it claims to give;
+    judged like `derive verify` and typeset beside derive's checked result."""
+    param: str
+    claim: str
+    source: str = ""
+    note: str = ""        # what the text says around it, shown with the verdict
+
+
+def _title_text(value, field: str) -> str:
+    import unicodedata
+
+    if not isinstance(value, str) or len(value) > 200:
+        raise SpecError(field, _short(value), "a line of text (at most 200 characters)")
+    odd = next((ch for ch in value if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn")), None)
+    if odd is not None:
+        raise SpecError(field, _short(value), f"printable text; U+{ord(odd):04X} is a control or formatting "
+                        "character (such as a line break or a right-to-left override)")
+    return value
+
+
+def _comparisons(value) -> tuple[Comparison, ...]:
+    if not isinstance(value, list) or len(value) > MAX_COMPARISONS:
+        raise SpecError("compare", _short(value), f"a list (at most {MAX_COMPARISONS}) of "
+                        "{param: W1, claim: '<LaTeX as the text writes it>', source: 'notes, p. 3'}")
+    out = []
+    for n, item in enumerate(value, start=1):
+        where = f"compare[{n}]"
+        if not isinstance(item, dict):
+            raise SpecError(where, _short(item), "a mapping with param, claim and optionally source and note")
+        unknown = [k for k in item if k not in COMPARE_FIELDS]
+        if unknown:
+            raise SpecError(f"{where}.{unknown[0]}", None, f"one of the fields {', '.join(COMPARE_FIELDS)}")
+        for key in ("param", "claim"):
+            if not isinstance(item.get(key), (str, int)) or isinstance(item.get(key), bool) or not str(item[key]).strip():
+                raise SpecError(f"{where}.{key}", _short(item.get(key)), "a value: this field is required" if key not in item
+                                else "text" if key == "claim" else "a parameter such as W1, b2 or delta3")
+        claim = str(item["claim"])
+        if len(claim) > 4000:
+            raise SpecError(f"{where}.claim", _short(claim), "a formula of at most 4000 characters")
+        source, note = (_title_text(str(item.get(k, "")), f"{where}.{k}") for k in ("source", "note"))
+        out.append(Comparison(str(item["param"]).strip(), claim, source, note))
+    return tuple(out)
 LAYER_FIELDS = ("units", "activation", "bias", "slope")
 LOSS_FIELDS = ("kind", "scale", "reduction", "l2")
 
@@ -274,14 +324,16 @@ def from_mapping(data: Any) -> NetworkSpec:
     if not isinstance(symbols, dict):
         raise SpecError("symbols", _short(symbols), "a mapping from symbol roles to names")
     title = data.get("title", "")
-    if not isinstance(title, str) or len(title) > 200:
-        raise SpecError("title", _short(title), "a line of text (at most 200 characters)")
-    import unicodedata
-
-    odd = next((ch for ch in title if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn")), None)
-    if odd is not None:
-        raise SpecError("title", _short(title), f"printable text; U+{ord(odd):04X} is a control or formatting "
-                        "character (such as a line break or a right-to-left override)")
+    title_zh = ""
+    if isinstance(title, dict):          # {en: ..., zh: ...}: a title per language
+        unknown = [k for k in title if k not in ("en", "zh")]
+        if unknown:
+            raise SpecError(f"title.{unknown[0]}", None, "a language: en or zh")
+        title_zh = _title_text(title.get("zh", ""), "title.zh")
+        title = _title_text(title.get("en", ""), "title.en")
+    else:
+        title = _title_text(title, "title")
+    compare = _comparisons(data["compare"]) if "compare" in data else ()
     for key, value in symbols.items():
         if not isinstance(key, str) or not isinstance(value, (str, int)) or isinstance(value, bool):
             raise SpecError("symbols", _short(symbols), "a mapping from symbol roles (text) to names (text)")
@@ -291,6 +343,7 @@ def from_mapping(data: Any) -> NetworkSpec:
         input=_size(data["input"], "input"), layers=tuple(layers), loss=loss,
         samples=_size(data.get("samples", 1), "samples"),
         symbols=tuple(sorted((str(k), str(v)) for k, v in symbols.items())),
+        title_zh=title_zh, compare=compare,
     )
 
 

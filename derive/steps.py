@@ -73,10 +73,22 @@ class Derivation:
     level: str
     steps: tuple[Step, ...]
     quantities: object = field(default=None, compare=False, repr=False)   # for display only
+    instances: tuple[int, ...] = ()      # for the general layer l: the values of l it is written for
+
+    @property
+    def general(self) -> bool:
+        return bool(self.instances)
 
     @property
     def key(self) -> str:
-        return f"{self.topic}{self.layer or ''}:{self.level}"
+        return f"{self.topic}{'_l' if self.instances else self.layer or ''}:{self.level}"
+
+    def at(self, layer: int) -> "Derivation":
+        """The general derivation at one value of l (as printed), every step instantiated."""
+        q = self.quantities
+        steps = tuple(type(s)(q.instantiate(s.lhs, layer), q.instantiate(s.rhs, layer), s.level,
+                              tuple((i, q.instantiate(b, layer)) for i, b in s.free), s.facts) for s in self.steps)
+        return Derivation(self.topic, layer, self.level, steps, q)
 
     @property
     def result(self) -> Step:
