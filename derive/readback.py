@@ -118,6 +118,22 @@ def _general_values(tex: str, start: int) -> tuple[int, ...]:
     return tuple(int(v) for v in re.findall(r"[0-9]+", mark.group(1))) if mark else ()
 
 
+def _rows(body: str) -> list[str]:
+    """An aligned display's rows and their separators: split at \\\\ outside any inner environment
+    (a written-out matrix has rows of its own)."""
+    out, depth, start = [], 0, 0
+    for match in re.finditer(r"\\begin\{|\\end\{|\\\\", body):
+        token = match.group()
+        if token == "\\begin{":
+            depth += 1
+        elif token == "\\end{":
+            depth -= 1
+        elif depth == 0:
+            out += [body[start:match.start()], token]
+            start = match.end()
+    return out + [body[start:]]
+
+
 def printed_equations(tex: str) -> list[PrintedEquation]:
     """Every displayed equation of a document: align* rows and \\[ aligned \\] displays (a row '&= rhs'
     continues from the right side before it, across displays in the flow form; a row '&\\qquad ...'
@@ -133,7 +149,7 @@ def printed_equations(tex: str) -> list[PrintedEquation]:
         general = _general_values(tex, block.start())
         body = _blank_commands(_blank_commands(block.group(group), r"\intertext"), r"\note")
         rows, offset = [], block.start(group)
-        for part in re.split(r"(\\\\)", body):
+        for part in _rows(body):
             if part != "\\\\":
                 for side in re.split(r"&\s*\\also\b", part):       # a second equation on the line
                     rows.append((offset + len(part) - len(part.lstrip()), side.strip()))

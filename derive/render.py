@@ -325,7 +325,7 @@ PAPERS = ("a4", "letter")
 
 
 def render_document(result, report=None, lang: str = "en", layers=None, flow: bool = False,
-                    detail: str = "normal", paper: str | None = None, comparisons=()) -> str:
+                    detail: str = "normal", paper: str | None = None, comparisons=None) -> str:
     """layers: the layers whose derivations are written out (default all); each run of left-out
     layers gets one sentence in their place. Every layer is derived and checked either way.
     flow: each step's justification as a paragraph of its own (for Markdown, HTML and slides) rather
@@ -347,9 +347,13 @@ def render_document(result, report=None, lang: str = "en", layers=None, flow: bo
             low -= 1
         return low
 
+    if comparisons is None and spec.compare:
+        from .compare import judge_comparisons
+
+        comparisons = judge_comparisons(result)
     context = document_context(result, report, lang)
     context.update(shown=shown, gap_end=gap_end, flow=flow, detail=detail, paper=paper,
-                   comparisons=tuple(comparisons))
+                   comparisons=tuple(comparisons or ()))
     return environment().get_template("document.tex.j2").render(**context)
 
 
