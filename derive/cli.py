@@ -206,9 +206,15 @@ def _document_json(spec, lang: str, outcome) -> dict:
 @click.option("--layers", metavar="LIST", default=None,
               help="Write out only these layers' derivations, e.g. 1-2,59-60 (1 = the first weight layer); "
                    "the others are still derived and checked, and get one sentence each run.")
+@click.option("--detail", type=click.Choice(["brief", "normal", "full"]), default="normal", show_default=True,
+              help="brief: one sheet (the network, the backward pass in order, the check); normal: each idea "
+                   "derived once for a general layer l, a short note beside every step; full: every layer "
+                   "derived in the text with a sentence per step (a first lecture).")
+@click.option("--paper", type=click.Choice(["a4", "letter"]), default=None,
+              help="Paper size of the PDF: a4 or letter (default: a4 for Chinese, letter for English).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON object: for each document the files written, the checks and the warnings.")
-def build_command(spec_paths, out_dir, pdf, formats, lang, layers, as_json):
+def build_command(spec_paths, out_dir, pdf, formats, lang, layers, detail, paper, as_json):
     """Typeset the derivation of each SPEC as a step-by-step document (LaTeX, PDF, Markdown, HTML, slides)."""
     from .documents import build, select_layers
     from .spec import load
@@ -221,7 +227,7 @@ def build_command(spec_paths, out_dir, pdf, formats, lang, layers, as_json):
     with _progress(specs, "derive build", lambda spec: f"{spec.name} ({lang})" if spec else "") as progress:
         for spec in progress:
             outcome = build(spec, out_dir, lang=lang, pdf=pdf or "pdf" in formats, layers=layers,
-                            formats=tuple(f for f in formats if f != "pdf"))
+                            formats=tuple(f for f in formats if f != "pdf"), detail=detail, paper=paper)
             documents.append(_document_json(spec, lang, outcome))
             if not as_json:
                 for _, path in outcome.files:
@@ -389,9 +395,13 @@ def verify_command(spec_path, param, claim_text, derivation_path, as_json, tex, 
 @click.option("--format", "formats", metavar="LIST", default="tex,pdf,md,html,beamer", show_default=True,
               callback=_formats,
               help="The forms of each document, as for derive build.")
+@click.option("--detail", type=click.Choice(["brief", "normal", "full"]), default="normal", show_default=True,
+              help="How much of each derivation the documents write out, as for derive build.")
+@click.option("--paper", type=click.Choice(["a4", "letter"]), default=None,
+              help="Paper size, as for derive build (default: a4 for Chinese, letter for English).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON object: every file written and each document's checks.")
-def demo_command(out_dir, no_pdf, formats, as_json):
+def demo_command(out_dir, no_pdf, formats, detail, paper, as_json):
     """Build every built-in example, in English and Chinese, into the output directory; also the
     graphs of the 002 notes (with SVG and PNG figures) and the seed004 network's code, trained on XOR."""
     from .documents import build, builtin_examples
@@ -401,7 +411,8 @@ def demo_command(out_dir, no_pdf, formats, as_json):
     documents, failed = [], False
     with _progress(jobs, "derive demo", lambda job: f"{job[0].name} ({job[1]})" if job else "") as progress:
         for spec, lang in progress:
-            outcome = build(spec, out_dir, lang=lang, pdf=pdf, formats=tuple(f for f in formats if f != "pdf"))
+            outcome = build(spec, out_dir, lang=lang, pdf=pdf, formats=tuple(f for f in formats if f != "pdf"),
+                            detail=detail, paper=paper)
             documents.append(_document_json(spec, lang, outcome))
             failed = failed or not outcome.passed
             if not as_json:

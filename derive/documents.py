@@ -81,7 +81,8 @@ def select_layers(text: str, depth: int) -> frozenset[int]:
 
 
 def build(spec: NetworkSpec, out_dir: str | Path, lang: str = "en", pdf: bool = False,
-          layers: str | None = None, formats: tuple[str, ...] = ("tex",)) -> BuildOutcome:
+          layers: str | None = None, formats: tuple[str, ...] = ("tex",), detail: str = "normal",
+          paper: str | None = None) -> BuildOutcome:
     """layers: which layers' derivations to write out, e.g. '1-2,59-60' (default: all).
     formats: any of tex, md, html, beamer, body (pdf=True compiles the .tex and the slides).
     Every form is rendered and its printed equations read back before any file is written."""
@@ -95,11 +96,17 @@ def build(spec: NetworkSpec, out_dir: str | Path, lang: str = "en", pdf: bool = 
     shown = select_layers(layers, spec.depth) if layers else None
     result = derive(spec)
     report = check(result)
-    text = render_document(result, report, lang, shown)
+    comparisons = None
+    if spec.compare:
+        from .compare import judge_comparisons
+
+        comparisons = judge_comparisons(result)
+    style = {"detail": detail, "paper": paper, "comparisons": comparisons}
+    text = render_document(result, report, lang, shown, **style)
     printed = require_printed_correct(result, text, f"{spec.name} ({lang})")
     texts = {"tex": text} if "tex" in formats or pdf else {}
     if set(formats) - {"tex"}:
-        texts.update(other_forms(result, report, lang, shown, formats, text))
+        texts.update(other_forms(result, report, lang, shown, formats, text, style))
     written, warnings = write_forms(texts, out_dir, spec.name, lang, pdf)
     summary = (f"{len(report.steps)} steps checked, {report.steps_failed} failed; "
                f"gradients {'match' if all(g.passed for g in report.gradients) else 'DO NOT match'} central differences; "
@@ -111,16 +118,18 @@ def build(spec: NetworkSpec, out_dir: str | Path, lang: str = "en", pdf: bool = 
 DOCUMENT_FORMATS = tuple(kind for kind in FORMATS if kind != "pdf")     # pdf is compiled from tex
 
 
-def other_forms(result, report, lang: str, shown, formats, document: str) -> dict[str, str]:
+def other_forms(result, report, lang: str, shown, formats, document: str, style: dict | None = None) -> dict[str, str]:
     """Markdown, HTML, slides and the body (of `document`, the .tex already rendered), from the document
     written with each justification as a paragraph (flow); that text's equations are read back too."""
     from . import formats as forms
     from .render import render_document
 
     spec = result.spec
-    flow = render_document(result, report, lang, shown, flow=True)
+    from .titles import title_plain
+
+    flow = render_document(result, report, lang, shown, flow=True, **(style or {}))
     require_printed_correct(result, flow, f"{spec.name} ({lang}, {'/'.join(f for f in formats if f != 'tex')})")
-    title = spec.title or spec.name
+    title = title_plain(spec, lang)
     subtitle = "由 derive 推导并逐步验证" if lang == "zh" else "Derived and checked step by step by derive"
     out: dict[str, str] = {}
     if "md" in formats or "html" in formats:
@@ -130,7 +139,9 @@ def other_forms(result, report, lang: str, shown, formats, document: str) -> dic
         if "html" in formats:
             out["html"] = forms.html_page(md, title, lang)
     if "beamer" in formats:
-        out["beamer"] = forms.beamer(flow, title, subtitle, lang)
+        from .titles import title_tex
+
+        out["beamer"] = forms.beamer(flow, title_tex(spec, lang), subtitle, lang)     # the title as LaTeX, escaped
     if "body" in formats:
         out["body"] = forms.body_tex(document, lang)
     return out

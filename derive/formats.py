@@ -65,7 +65,7 @@ def body_tex(tex: str, lang: str) -> str:
 
 
 _BLOCK = re.compile(
-    r"\\begin\{(?P<env>align\*|itemize|longtable)\}(?P<arg>\{[^}]*\})?(?P<inner>.*?)\\end\{(?P=env)\}"
+    r"\\begin\{(?P<env>align\*|itemize|longtable|tabular|equation\*)\}(?P<arg>\{[^}]*\})?(?P<inner>.*?)\\end\{(?P=env)\}"
     r"|\\\[(?P<display>.*?)\\\]"
     r"|\\(?P<level>section|subsection)\{(?P<title>(?:[^{}]|\{(?:[^{}]|\{[^{}]*\})*\})*)\}"
     r"|\\appendix", re.S)
@@ -85,8 +85,15 @@ def _table(inner: str) -> str:
     return "\n".join(lines)
 
 
+_LAYOUT_ONLY = re.compile(r"^%.*$|\\begin\{(center|minipage)\}(\{[^}]*\})?|\\end\{(center|minipage)\}"
+                          r"|\\setlength\{[^}]*\}\{[^}]*\}|\\nopagebreak|\\clearpage", re.M)
+
+
 def _display(math: str) -> str:
-    math = math.strip()
+    # beside-notes and second equations as the Markdown renderers lay them out
+    math = re.sub(r"\\stepnote\{\$([^$]*)\$\}", r"\\qquad (\1)", math.strip())
+    math = re.sub(r"\\stepnote\{([^{}$]*)\}", r"\\qquad \\text{\1}", math)
+    math = math.replace("\\also", "\\qquad")
     if ("&" in math or r"\\" in math) and not math.startswith(r"\begin{"):
         math = r"\begin{aligned}" + math + r"\end{aligned}"
     return "$$\n" + math + "\n$$"
@@ -98,7 +105,7 @@ def _paragraphs(text: str) -> list[str]:
 
 def markdown(tex: str, title: str, subtitle: str) -> str:
     """The document as Markdown with $…$ and $$…$$ math (GitHub, MkDocs, Jupyter Book; KaTeX and MathJax)."""
-    body = document_body(tex)
+    body = _LAYOUT_ONLY.sub("", document_body(tex))       # comments, page layout: nothing to show
     out = [f"# {_plain_title(title)}", "", f"*{subtitle}*", ""]
     position = 0
     for match in _BLOCK.finditer(body):
@@ -109,12 +116,12 @@ def markdown(tex: str, title: str, subtitle: str) -> str:
             out.append(f"{hashes} {md_prose(match.group('title'))}")
         elif match.group("display") is not None:
             out.append(_display(match.group("display")))
-        elif match.group("env") == "align*":
+        elif match.group("env") in ("align*", "equation*"):
             out.append(_display(match.group("inner")))
         elif match.group("env") == "itemize":
             items = [i.strip() for i in match.group("inner").split(r"\item") if i.strip()]
             out.append("\n".join("- " + md_prose(" ".join(i.split())) for i in items))
-        elif match.group("env") == "longtable":
+        elif match.group("env") in ("longtable", "tabular"):
             out.append(_table(match.group("inner")))
     out += _paragraphs(body[position:])
     text = "\n\n".join(block for block in out if block.strip())

@@ -147,7 +147,7 @@ def printed_equations(tex: str) -> list[PrintedEquation]:
                              r"\\end\{aligned\}\s*\\\]", tex, re.S):
         group = 1 if block.group(1) is not None else 2
         general = _general_values(tex, block.start())
-        body = _blank_commands(_blank_commands(block.group(group), r"\intertext"), r"\note")
+        body = _blank_commands(_blank_commands(block.group(group), r"\intertext"), r"\stepnote")
         rows, offset = [], block.start(group)
         for part in _rows(body):
             if part != "\\\\":
