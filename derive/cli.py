@@ -205,7 +205,8 @@ def _document_json(spec, lang: str, outcome) -> dict:
               help="Language of the document: en (English) or zh (Chinese).")
 @click.option("--layers", metavar="LIST", default=None,
               help="Write out only these layers' derivations, e.g. 1-2,59-60 (1 = the first weight layer); "
-                   "the others are still derived and checked, and get one sentence each run.")
+                   "the others are still derived and checked, and get one sentence each run. Implies --detail "
+                   "full (the normal detail derives a general layer l once instead).")
 @click.option("--detail", type=click.Choice(["brief", "normal", "full"]), default="normal", show_default=True,
               help="brief: one sheet (the network, the backward pass in order, the check); normal: each idea "
                    "derived once for a general layer l, a short note beside every step; full: every layer "
@@ -223,6 +224,8 @@ def build_command(spec_paths, out_dir, pdf, formats, lang, layers, detail, paper
     for spec in specs:
         if layers:
             select_layers(layers, spec.depth)
+    if layers and detail == "normal":
+        detail = "full"
     failed, documents = False, []
     with _progress(specs, "derive build", lambda spec: f"{spec.name} ({lang})" if spec else "") as progress:
         for spec in progress:

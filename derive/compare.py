@@ -11,8 +11,7 @@ from .errors import DeriveError
 @dataclass(frozen=True)
 class Compared:
     param: str
-    source: str
-    note: str
+    entry: object        # the spec's Comparison: its source and note in each language
     lhs: str             # LaTeX of what the formula claims to give, in the document's notation
     written: str         # the formula as the text writes it, re-printed from derive's reading of it
     verdict: str         # correct | incorrect | shape_mismatch | unparseable
@@ -65,7 +64,7 @@ def judge_comparisons(result) -> tuple[Compared, ...]:
             found = {d.key: d for d in result.derivations}.get(f"{topic}{layer}:{level}")
             derived = found.steps[-1].rhs if found is not None else None
         out.append(Compared(
-            item.param, item.source, item.note, _lhs(result, item.param, printer), written or "",
+            item.param, item, _lhs(result, item.param, printer), written or "",
             verdict.verdict, verdict.diagnosis,
             term_latex(verdict.fix, meaning) if verdict.fix is not None else None,
             printer.doprint(derived) if derived is not None else None))

@@ -61,7 +61,9 @@ def document_body(tex: str) -> str:
 def body_tex(tex: str, lang: str) -> str:
     """The document without preamble, for \\input into existing notes."""
     needs = r"\usepackage{amsmath,amssymb,booktabs,longtable}" + (" and the ctex class or package" if lang == "zh" else "")
-    return f"% Written by derive: the body of a document, for \\input. It needs {needs}.\n" + document_body(tex)
+    macros = ("\\providecommand{\\stepnote}[1]{\\tag*{\\small #1}}  % a step's note, beside its equation\n"
+              "\\providecommand{\\also}{\\qquad}  % a second equation on the same line\n")
+    return f"% Written by derive: the body of a document, for \\input. It needs {needs}.\n" + macros + document_body(tex)
 
 
 _BLOCK = re.compile(

@@ -147,10 +147,11 @@ def chain(derivation: Derivation | tuple[Step, ...], printer: DerivePrinter) -> 
     steps = derivation.steps if isinstance(derivation, Derivation) else derivation
     breaker, previous, start, out = Breaker(printer), None, None, []
     for step in steps:
-        # a step about the chain's own left side (delta = dL/dz, then delta = ...) continues it too
-        continued = previous is not None and (step.lhs == previous or step.lhs == start)
+        # a step about the chain's own left side (delta = dL/dz, then delta = ...) continues it too, at
+        # the same level (the per-sample L and the batch's L are one symbol with two meanings)
+        continued = previous is not None and (step.lhs == previous or (step.lhs, step.level) == start)
         if not continued:
-            start = step.lhs
+            start = (step.lhs, step.level)
         out.append(Line(step, tuple(breaker.lines(step.lhs, step.rhs, continued))))
         previous = step.rhs
     return out
@@ -184,10 +185,10 @@ def chain_start(derivation):
     """The left side of the chain that ends in the result."""
     previous = start = None
     for step in derivation.steps:            # as chain() continues a chain
-        if previous is None or not (step.lhs == previous or step.lhs == start):
-            start = step.lhs
+        if previous is None or not (step.lhs == previous or (step.lhs, step.level) == start):
+            start = (step.lhs, step.level)
         previous = step.rhs
-    return start
+    return start[0]
 
 
 def final_equation(derivation, printer: DerivePrinter) -> str:
@@ -423,8 +424,11 @@ GRAPH_X, GRAPH_Y = 3.0, 2.2     # cm between levels and between nodes of a level
 
 
 def _number(x: float, digits: int = 2) -> str:
+    """An integer as an integer (3, not 3.00); otherwise `digits` decimals, never "-0.00"."""
+    if float(x).is_integer() and abs(x) < 1e15:
+        return str(int(x))
     text = f"{x:.{digits}f}"
-    return text.removeprefix("-") if float(text) == 0 else text       # no "-0.00"
+    return text.removeprefix("-") if float(text) == 0 else text
 
 
 def graph_layout(graph) -> dict[int, tuple[float, float]]:

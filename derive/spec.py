@@ -231,6 +231,8 @@ class Comparison:
     claim: str
     source: str = ""
     note: str = ""        # what the text says around it, shown with the verdict
+    source_zh: str = ""   # the same in the Chinese documents (source: {en: ..., zh: ...})
+    note_zh: str = ""
 
 
 def _title_text(value, field: str) -> str:
@@ -264,8 +266,18 @@ def _comparisons(value) -> tuple[Comparison, ...]:
         claim = str(item["claim"])
         if len(claim) > 4000:
             raise SpecError(f"{where}.claim", _short(claim), "a formula of at most 4000 characters")
-        source, note = (_title_text(str(item.get(k, "")), f"{where}.{k}") for k in ("source", "note"))
-        out.append(Comparison(str(item["param"]).strip(), claim, source, note))
+        texts = {}
+        for key in ("source", "note"):
+            value = item.get(key, "")
+            if isinstance(value, dict):          # {en: ..., zh: ...}
+                unknown = [k for k in value if k not in ("en", "zh")]
+                if unknown:
+                    raise SpecError(f"{where}.{key}.{unknown[0]}", None, "a language: en or zh")
+                texts[key] = _title_text(str(value.get("en", "")), f"{where}.{key}.en")
+                texts[key + "_zh"] = _title_text(str(value.get("zh", "")), f"{where}.{key}.zh")
+            else:
+                texts[key] = _title_text(str(value), f"{where}.{key}")
+        out.append(Comparison(str(item["param"]).strip(), claim, **texts))
     return tuple(out)
 LAYER_FIELDS = ("units", "activation", "bias", "slope")
 LOSS_FIELDS = ("kind", "scale", "reduction", "l2")
@@ -334,6 +346,10 @@ def from_mapping(data: Any) -> NetworkSpec:
     else:
         title = _title_text(title, "title")
     compare = _comparisons(data["compare"]) if "compare" in data else ()
+    from .titles import split_title
+
+    for field_name, text in (("title", title), ("title.zh", title_zh)):
+        split_title(text, field_name)        # mathematics in a title must read now, not at typesetting
     for key, value in symbols.items():
         if not isinstance(key, str) or not isinstance(value, (str, int)) or isinstance(value, bool):
             raise SpecError("symbols", _short(symbols), "a mapping from symbol roles (text) to names (text)")

@@ -94,7 +94,7 @@ def test_readme_library_example_runs_in_a_fresh_interpreter():
             "print(r.gradient('W1'), rep.passed, len(rep.steps), rep.steps_failed)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip() == r"\frac{\partial L}{\partial W^{1}} = \delta^{1} x^{T} True 75 0"     # the notation's names
+    assert proc.stdout.strip() == r"\frac{\partial L}{\partial W^{1}} = \delta^{1} x^{T} True 101 0"     # the notation's names
 
 
 def test_build_reports_its_checks_and_answers_in_json(tmp_path):

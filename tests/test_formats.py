@@ -51,7 +51,8 @@ def test_markdown_keeps_every_displayed_equation_of_the_document(written):
     refuses to write a form whose printed equations do not read back true)."""
     files = written["seed004_mlp_column", "en"]
     md = files["md"].read_text(encoding="utf-8")
-    assert r"\boxed{\frac{\partial L}{\partial W^{1}} = \delta^{1} x^{T}}" in md
+    assert r"\boxed{\frac{\partial L}{\partial W^{l}} = \delta^{l} \left(a^{l-1}\right)^{T}}" in md     # layer l
+    assert r"\frac{\partial L}{\partial W^{1}} &= \delta^{1} x^{T}" in md                              # its instance
     assert md.count(r"\boxed{") == files["tex"].read_text(encoding="utf-8").count(r"\boxed{")
 
 
@@ -122,7 +123,7 @@ def test_katex_renders_every_formula_of_every_markdown_document(written, browser
             catch (e) { return tex.slice(0, 120) + " :: " + e.message; } }).filter(x => x)""", formulas)
         assert errors == [], (name, lang, errors[:3])
         total += len(formulas)
-    assert total > 2000
+    assert total > 1200          # 14 concise documents (2,915 formulas before they were halved)
     page.close()
 
 
