@@ -180,3 +180,14 @@ def test_pdfs_are_half_as_long_with_vector_fonts_and_no_overfull_box(spec, lang,
     assert "Type 3" not in fonts, fonts
     text = subprocess.run(["pdftotext", str(outcome.pdf), "-"], capture_output=True, text=True).stdout
     assert ("定义" if lang == "zh" else "definition") in text      # searchable text, not bitmaps
+
+
+@pytest.mark.pdf
+def test_brief_is_a_one_page_sheet(tmp_path):
+    needs_tools("latexmk", "pdfinfo")
+    for lang in ("en", "zh"):
+        outcome = build(example("seed004_mlp_column"), tmp_path, lang=lang, pdf=True, detail="brief")
+        info = subprocess.run(["pdfinfo", str(outcome.pdf)], capture_output=True, text=True).stdout
+        assert re.search(r"Pages:\s+1\n", info), info
+        tex = outcome.tex.read_text(encoding="utf-8")
+        assert "Summary" in tex or "小结" in tex
