@@ -43,7 +43,7 @@ def md_prose(text: str) -> str:
             continue
         for pattern, replacement in _TEXT_COMMANDS:
             piece = pattern.sub(replacement, piece)
-        leftover = re.search(r"\\[A-Za-z]+", piece)
+        leftover = re.search(r"\\[A-Za-z]+", re.sub(r"\$[^$]*\$", "", piece))     # \ensuremath became $...$
         if leftover:
             raise FormatError(f"cannot write the LaTeX command {leftover.group()} as Markdown (in {piece.strip()[:80]!r})")
         out.append(piece)
