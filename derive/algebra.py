@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import sympy as sp
+from sympy import OneMatrix
 from sympy.matrices.expressions.matexpr import MatrixExpr
 
 from . import rules
@@ -241,13 +242,23 @@ class Quantities:
             make = self.matrix if isinstance(base, sp.MatrixSymbol) else self.entry
             mapping[base] = make(atom.kind, layer, atom.batch)
         for symbol, layer in self.general_sizes.items():
-            if 0 <= int(layer.subs(GENERAL, at)) <= self.depth:
-                mapping[symbol] = self.sizes[int(layer.subs(GENERAL, at))]
+            layer = int(layer.subs(GENERAL, at))
+            if 0 <= layer <= self.depth:
+                mapping[symbol] = self.sizes[layer]
         return mapping
 
-    def instantiate(self, expr, at: int):
-        """expr with the general layer l set to `at`."""
-        return expr.xreplace(self.instance_map(at)) if isinstance(expr, sp.Basic) else expr
+    def batch_form(self, expr):
+        """A per-sample matrix expression with every vector of one sample replaced by its batch matrix
+        (and its all-ones vectors widened), in one replacement so every sum keeps one shape."""
+        mapping = {}
+        for name, base in list(self._bases.items()):
+            atom = self.atoms[name]
+            if isinstance(base, sp.MatrixSymbol) and atom.kind in ("a", "z", "delta", "y") and not atom.batch:
+                mapping[base] = self.matrix(atom.kind, atom.layer, True)
+        for ones in expr.atoms(OneMatrix):
+            rows, cols = ones.shape
+            mapping[ones] = OneMatrix(self.samples, cols) if self.layout == "row" else OneMatrix(rows, self.samples)
+        return expr.xreplace(mapping)
 
     def function_row(self, name: str) -> tuple[rules.Activation, bool]:
         """(row, is_derivative) for a function name used in an expression."""

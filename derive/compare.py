@@ -22,15 +22,14 @@ class Compared:
 
 def _lhs(result, param: str, printer) -> str:
     from .algebra import MatPartial, Partial
-    from .notation import parse_parameter, profile
+    from .notation import parse_parameter
 
     name = parse_parameter(param)
     q = result.quantities
     if name is None:
         raise DeriveError(f"compare: {param!r} is not a parameter; this network's are {', '.join(result.parameters)}")
-    notation = profile(result.spec.notation, result.spec.symbols)
     if name.kind == "delta":
-        layer = name.layer(notation)
+        layer = name.layer(printer.n)
         return printer.doprint(q.entry("delta", layer)[name.indices] if name.indices else q.matrix("delta", layer))
     if name.indices:
         base = q.entry(name.kind, name.label)
@@ -42,11 +41,11 @@ def judge_comparisons(result) -> tuple[Compared, ...]:
     from .claim import parse_claim, split_equals
     from .notation import parse_parameter, profile
     from .printing import DerivePrinter
-    from .render import final_rows
     from .verify import Meaning, term_latex, verify_claim
 
     spec, q = result.spec, result.quantities
-    printer = DerivePrinter(q, profile(spec.notation, spec.symbols))
+    notation = profile(spec.notation, spec.symbols)
+    printer = DerivePrinter(q, notation)
     meaning = Meaning(result)
     out = []
     for item in spec.compare:
@@ -59,7 +58,7 @@ def judge_comparisons(result) -> tuple[Compared, ...]:
         derived = None
         if name is not None and not name.indices:
             topic = {"W": "weight", "b": "bias", "delta": "delta"}[name.kind]
-            layer = name.layer(profile(spec.notation, spec.symbols))
+            layer = name.layer(notation)
             level = "batch" if q.samples != 1 and topic != "delta" else "matrix"
             found = {d.key: d for d in result.derivations}.get(f"{topic}{layer}:{level}")
             derived = found.steps[-1].rhs if found is not None else None

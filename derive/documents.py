@@ -123,10 +123,9 @@ def other_forms(result, report, lang: str, shown, formats, document: str, style:
     written with each justification as a paragraph (flow); that text's equations are read back too."""
     from . import formats as forms
     from .render import render_document
+    from .titles import title_plain, title_tex
 
     spec = result.spec
-    from .titles import title_plain
-
     flow = render_document(result, report, lang, shown, flow=True, **(style or {}))
     require_printed_correct(result, flow, f"{spec.name} ({lang}, {'/'.join(f for f in formats if f != 'tex')})")
     title = title_plain(spec, lang)
@@ -139,8 +138,6 @@ def other_forms(result, report, lang: str, shown, formats, document: str, style:
         if "html" in formats:
             out["html"] = forms.html_page(md, title, lang)
     if "beamer" in formats:
-        from .titles import title_tex
-
         out["beamer"] = forms.beamer(flow, title_tex(spec, lang), subtitle, lang)     # the title as LaTeX, escaped
     if "body" in formats:
         out["body"] = forms.body_tex(document, lang)

@@ -11,7 +11,7 @@ import sympy as sp
 from sympy import KroneckerDelta as kd, Sum, Transpose, HadamardProduct, MatMul, MatAdd, OneMatrix
 
 from . import rules
-from .algebra import GENERAL, Diag, is_general, Elementwise, MatPartial, Partial, Quantities, index, prime
+from .algebra import GENERAL, Diag, Elementwise, MatPartial, Partial, Quantities, index, prime
 from .notation import profile
 from .spec import NetworkSpec
 from .steps import (ActivationDerivative, ActivationIdentity, BatchLift, ChainRule, Definition, DeltaDefinition,
@@ -122,9 +122,10 @@ def derive(spec: NetworkSpec, levels: tuple[str, ...] | None = None) -> NetworkD
                 "batch": (None, builder.batch_weight, builder.batch_bias)}
     for l in range(L, 0, -1):
         for level in ("index", "matrix", "batch"):
-            if level in wanted and (level != "batch" or builder.delta_batch(l)):
-                method = builder.delta_batch if level == "batch" else by_level[level][0]
-                out.append(Derivation("delta", l, level, tuple(method(l)), q))
+            method = builder.delta_batch if level == "batch" else by_level[level][0]
+            steps = tuple(method(l)) if level in wanted else ()
+            if steps:                        # no batch delta where it does not hold column by column
+                out.append(Derivation("delta", l, level, steps, q))
     for l in range(L, 0, -1):
         for topic, position in (("weight", 1), ("bias", 2)):
             if topic == "bias" and not spec.layers[l - 1].bias:
@@ -155,18 +156,22 @@ def general_groups(spec: NetworkSpec) -> dict[str, tuple[int, ...]]:
     return out
 
 
+def general_offset(spec: NetworkSpec, topic: str) -> int:
+    """l minus the engine's layer in a general derivation of this topic. delta speaks of a layer of units:
+    where the notation numbers the input layer 1 (Ng, 000), l is that number, so the general line reads
+    as the notes write it: delta^(l) = (Theta^(l))^T delta^(l+1) .* g'(z^(l)). Weights keep their label."""
+    return profile(spec.notation, spec.symbols).node_shift if topic == "delta" else 0
+
+
 def _general(builder: "_Builder", wanted: set[str]) -> tuple[Derivation, ...]:
     q, l = builder.q, GENERAL
     methods = {"delta": {"index": builder.hidden_delta, "matrix": builder.hidden_delta_matrix,
                          "batch": builder.delta_batch},
                "weight": {"index": builder.weight_index, "matrix": builder.weight_matrix, "batch": builder.batch_weight},
                "bias": {"index": builder.bias_index, "matrix": builder.bias_matrix, "batch": builder.batch_bias}}
-    # delta speaks of a layer of units: where the notation numbers the input layer 1 (Ng, 000), l is that
-    # number, so the general line reads as the notes write it: delta^(l) = (Theta^(l))^T delta^(l+1) .* g'(z^(l))
-    shift = profile(q.spec.notation, q.spec.symbols).node_shift
     out = []
     for topic, group in general_groups(q.spec).items():
-        offset = shift if topic == "delta" else 0
+        offset = general_offset(q.spec, topic)
         values = tuple(g + offset for g in group)           # the values of l, as printed
         q.representative = values[0]
         try:
@@ -508,22 +513,10 @@ class _Builder:
         if self.q.samples == 1:
             return []
         layers = (l,) if l == self.L else (l, l + 1)
-        rhs = self.delta_matrix(l)[-1].rhs if l == self.L or not is_general(l) else self.hidden_delta_matrix(l)[-1].rhs
-        if any(self.q.activation(k).vector for k in layers if is_general(k) or k <= self.L) or rhs.has(MatPartial):
+        rhs = self.delta_matrix(l)[-1].rhs
+        if any(self.q.activation(k).vector for k in layers) or rhs.has(MatPartial):
             return []
-        return [BatchLift(self.m("delta", l, True), self.to_batch(rhs), "batch", (), (("pattern", "columns"),))]
-
-    def to_batch(self, expr):
-        """A per-sample matrix expression with every vector of one sample replaced by its batch matrix."""
-        q, m = self.q, self.q.samples
-        mapping = {}
-        for name, base in list(q._bases.items()):
-            atom = q.atoms[name]
-            if isinstance(base, sp.MatrixSymbol) and atom.kind in ("a", "z", "delta", "y") and not atom.batch:
-                mapping[base] = q.matrix(atom.kind, atom.layer, True)
-        for ones in expr.atoms(OneMatrix):         # in the same replacement, so every sum keeps one shape
-            mapping[ones] = OneMatrix(m, ones.shape[1]) if q.layout == "row" else OneMatrix(ones.shape[0], m)
-        return expr.xreplace(mapping)
+        return [BatchLift(self.m("delta", l, True), self.q.batch_form(rhs), "batch", (), (("pattern", "columns"),))]
 
     # ---------------------------------------------------------- weights and biases
     def weight_index(self, l):

@@ -156,7 +156,6 @@ def printed_equations(tex: str) -> list[PrintedEquation]:
             offset += len(part)
         previous, pending = (carried if group == 2 else None), None
         for start, row in rows:
-            row = re.sub(r"&&\s*$", "", row).strip()       # the note column, blanked above
             if not row:
                 continue
             if row.startswith(r"&\qquad"):

@@ -225,10 +225,12 @@ def general_of(result, topic: str) -> General:
     found = {d.level: d for d in result.general if d.topic == topic}
     if not found:
         return General()
-    any_d = next(iter(found.values()))
-    shift = profile(result.spec.notation, result.spec.symbols).node_shift if topic == "delta" else 0
-    return General(found.get("index"), found.get("matrix"), found.get("batch"), any_d.instances,
-                   tuple(v - shift for v in any_d.instances))
+    from .engine import general_offset
+
+    values = next(iter(found.values())).instances
+    offset = general_offset(result.spec, topic)
+    return General(found.get("index"), found.get("matrix"), found.get("batch"), values,
+                   tuple(v - offset for v in values))
 
 
 def summary_groups(result, printer: DerivePrinter, batch: bool) -> list[dict]:
@@ -360,6 +362,9 @@ def render_document(result, report=None, lang: str = "en", layers=None, flow: bo
 
 def document_context(result, report=None, lang: str = "en") -> dict:
     """What every template that writes about this network may use: names, printers, derivations."""
+    from .engine import general_offset
+    from .titles import title_tex
+
     spec, q = result.spec, result.quantities
     notation = profile(spec.notation, spec.symbols)
     printer = DerivePrinter(q, notation)
@@ -388,17 +393,16 @@ def document_context(result, report=None, lang: str = "en") -> dict:
         "param_tex": lambda name: printer.doprint(q.matrix("W" if name[0] == "W" else "b", int(name[1:]))),
         "batch": q.samples != 1, "fmt": lambda x: f"{x:.1e}",
         "final": lambda d: final_equation(d, printer), "final_rhs": lambda d: printer.doprint(d.result.rhs),
-        "final_rows": lambda d: final_rows(d, printer), "shape": lambda d: shape_text(d, printer),
+        "final_rows": lambda d: final_rows(d, printer),
         "forward_rows": lambda batch: forward_rows(result.forward, printer, batch),
         "general": lambda topic: general_of(result, topic),
         "covered": lambda topic, l: l in general_of(result, topic).layers,
-        "g_mat": lambda kind, offset: printer.doprint(q.matrix(kind, GENERAL + offset - (
-            notation.node_shift if kind == "delta" else 0))),
+        "g_mat": lambda kind, offset: printer.doprint(q.matrix(kind, GENERAL + offset - general_offset(
+            spec, "delta" if kind == "delta" else "weight"))),
         "instances": lambda topic, level: [_at_level(result, topic, l, level) for l in general_of(result, topic).layers],
-        "general_mark": general_mark, "title": document_title(spec, lang),
+        "general_mark": general_mark, "title": title_tex(spec, lang),
         "summary_groups": lambda batch: summary_groups(result, printer, batch),
         "packed_rows": lambda steps: packed_rows(steps, printer),
-        "final_rows_of": lambda step: Breaker(printer).lines(step.lhs, step.rhs, False)[0],
         "mode_name": lambda mode: MODE_NAMES[lang].get(mode, mode),
         "through_output": spec.loss.kind == "generic" and q.sizes[-1] == 1,
         "detail": "normal", "paper": "a4" if lang == "zh" else "letter", "comparisons": (), "flow": False,
@@ -409,14 +413,6 @@ def _at_level(result, topic: str, layer: int, level: str):
     """A layer's derivation at this level, or its matrix form where the level has none (no batch delta)."""
     key = {d.key: d for d in result.derivations}
     return key.get(f"{topic}{layer}:{level}") or key[f"{topic}{layer}:matrix"]
-
-
-def document_title(spec, lang: str) -> str:
-    """The title as LaTeX: the Chinese form in Chinese documents where the spec gives one; text escaped,
-    and $...$ pieces read by derive's expression grammar and printed by SymPy (never the user's TeX)."""
-    from .titles import title_tex
-
-    return title_tex(spec, lang)
 
 
 # ------------------------------------------------------------------------- graphs

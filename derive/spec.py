@@ -235,7 +235,7 @@ class Comparison:
     note_zh: str = ""
 
 
-def _title_text(value, field: str) -> str:
+def _line_of_text(value, field: str) -> str:
     import unicodedata
 
     if not isinstance(value, str) or len(value) > 200:
@@ -273,10 +273,10 @@ def _comparisons(value) -> tuple[Comparison, ...]:
                 unknown = [k for k in value if k not in ("en", "zh")]
                 if unknown:
                     raise SpecError(f"{where}.{key}.{unknown[0]}", None, "a language: en or zh")
-                texts[key] = _title_text(str(value.get("en", "")), f"{where}.{key}.en")
-                texts[key + "_zh"] = _title_text(str(value.get("zh", "")), f"{where}.{key}.zh")
+                texts[key] = _line_of_text(str(value.get("en", "")), f"{where}.{key}.en")
+                texts[key + "_zh"] = _line_of_text(str(value.get("zh", "")), f"{where}.{key}.zh")
             else:
-                texts[key] = _title_text(str(value), f"{where}.{key}")
+                texts[key] = _line_of_text(str(value), f"{where}.{key}")
         out.append(Comparison(str(item["param"]).strip(), claim, **texts))
     return tuple(out)
 LAYER_FIELDS = ("units", "activation", "bias", "slope")
@@ -341,10 +341,10 @@ def from_mapping(data: Any) -> NetworkSpec:
         unknown = [k for k in title if k not in ("en", "zh")]
         if unknown:
             raise SpecError(f"title.{unknown[0]}", None, "a language: en or zh")
-        title_zh = _title_text(title.get("zh", ""), "title.zh")
-        title = _title_text(title.get("en", ""), "title.en")
+        title_zh = _line_of_text(title.get("zh", ""), "title.zh")
+        title = _line_of_text(title.get("en", ""), "title.en")
     else:
-        title = _title_text(title, "title")
+        title = _line_of_text(title, "title")
     compare = _comparisons(data["compare"]) if "compare" in data else ()
     from .titles import split_title
 

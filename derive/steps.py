@@ -76,19 +76,16 @@ class Derivation:
     instances: tuple[int, ...] = ()      # for the general layer l: the values of l it is written for
 
     @property
-    def general(self) -> bool:
-        return bool(self.instances)
-
-    @property
     def key(self) -> str:
         return f"{self.topic}{'_l' if self.instances else self.layer or ''}:{self.level}"
 
     def at(self, layer: int) -> "Derivation":
         """The general derivation at one value of l (as printed), every step instantiated."""
-        q = self.quantities
-        steps = tuple(type(s)(q.instantiate(s.lhs, layer), q.instantiate(s.rhs, layer), s.level,
-                              tuple((i, q.instantiate(b, layer)) for i, b in s.free), s.facts) for s in self.steps)
-        return Derivation(self.topic, layer, self.level, steps, q)
+        mapping = self.quantities.instance_map(layer)
+        at = lambda e: e.xreplace(mapping) if isinstance(e, sp.Basic) else e
+        steps = tuple(type(s)(at(s.lhs), at(s.rhs), s.level, tuple((i, at(b)) for i, b in s.free), s.facts)
+                      for s in self.steps)
+        return Derivation(self.topic, layer, self.level, steps, self.quantities)
 
     @property
     def result(self) -> Step:
