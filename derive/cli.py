@@ -507,6 +507,32 @@ def _demo_xor(out_dir, quiet: bool = False) -> list[dict]:
     return [{"file": str(path), "trained_on": "XOR", "epochs": 10000, "mean_squared_error": mse}]
 
 
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (127.0.0.1: this machine only; 0.0.0.0: every interface).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="Port to listen on.")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Worker processes that do the work, each under the limits below (default: one per core).")
+@click.option("--timeout", type=click.IntRange(1, 600), default=20, show_default=True,
+              help="Seconds a request may take before its worker is killed and replaced (a PDF: 120).")
+@click.option("--memory", type=click.IntRange(256, 65536), default=2048, show_default=True,
+              help="Megabytes of address space each worker may use.")
+def serve_command(host, port, workers, timeout, memory):
+    """Serve the web page (check a derivation, derive, draw a graph) and its JSON API.
+
+    Open http://HOST:PORT/ in a browser; the API is described at /openapi.json. For a course server
+    with several server processes, see the README (uvicorn --factory derive.web.app:create_app).
+    """
+    import uvicorn
+
+    from .web.app import create_app
+    from .web.pool import Limits
+
+    app = create_app(workers, Limits(seconds=float(timeout), memory_mb=memory))
+    click.echo(f"derive serve: http://{host}:{port}/  (Ctrl-C stops it)", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
 @main.command("examples")
 @click.argument("action", type=click.Choice(["list", "show", "copy"]), default="list", cls=_Argument,
                 help="list (the default): the examples with their titles; show NAME: print its YAML; copy NAME "

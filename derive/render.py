@@ -458,18 +458,12 @@ def graph_layout(graph) -> dict[int, tuple[float, float]]:
     return {n.id: (level[n.id] * GRAPH_X, y[n.id]) for n in graph.nodes}
 
 
-def render_graph(graph, text: str, lang: str = "en", standalone: bool = False) -> str:
-    """The graph document (figure and step table), or with standalone=True the figure alone."""
-    from .graph import GATES, _to_sympy
+def graph_figure(graph) -> dict:
+    """What the figure shows, computed once for every form of it (TikZ, SVG): the nodes with their
+    labels (LaTeX) and places (cm, y up), the edges with the value going forward and the gradient
+    coming back, the table's rows."""
+    from .graph import GATES
     from .printing import safe_symbol
-
-    if lang not in LANGS:
-        raise ValueError(f"language {lang!r}; accepted: {', '.join(LANGS)}")
-    import sympy as sp
-
-    printer = DerivePrinter(None, profile("nielsen"))
-    symbols = {name: sp.Symbol(name, real=True) for name in graph.point}
-    expression = printer.doprint(_to_sympy(graph.expression, symbols))
 
     def label(n):
         if n.op == "input":
@@ -483,20 +477,90 @@ def render_graph(graph, text: str, lang: str = "en", standalone: bool = False) -
         for k, (i, d) in enumerate(zip(n.inputs, n.local)):
             twice = n.inputs.count(i) > 1          # x * x: two edges between the same nodes, bent apart
             edges.append({"source": i, "target": n.id, "value": _number(graph.nodes[i].value),
-                          "grad": _number(n.grad * d),
-                          "bend": ("bend left=30" if k == 0 else "bend right=30") if twice else ""})
+                          "grad": _number(n.grad * d), "bend": (1 if k == 0 else -1) if twice else 0})
     rows = [{"id": n.id, "label": label(n), "op": n.op, "value": _number(n.value, 4),
              "local": ", ".join(_number(d, 4) for d in n.local), "upstream": _number(n.upstream, 4),
              "grad": _number(n.grad, 4), "rule": "" if n.op == "input" else GATES[n.op].rule,
              "inputs": ", ".join(str(i) for i in n.inputs)} for n in graph.nodes]
     out = graph.nodes[graph.output]
+    return {
+        "nodes": [{"id": n.id, "label": label(n), "x": positions[n.id][0], "y": positions[n.id][1],
+                   "input": n.op == "input"} for n in graph.nodes],
+        "edges": edges, "rows": rows,
+        "output": {"id": out.id, "x": positions[out.id][0] + GRAPH_X, "y": positions[out.id][1],
+                   "value": _number(out.value)},
+        "inputs": [{"name": safe_symbol(n.name), "value": _number(n.value, 4), "grad": _number(n.grad, 4)}
+                   for n in graph.inputs()],
+    }
+
+
+def render_graph(graph, text: str, lang: str = "en", standalone: bool = False) -> str:
+    """The graph document (figure and step table), or with standalone=True the figure alone."""
+    from .graph import _to_sympy
+
+    if lang not in LANGS:
+        raise ValueError(f"language {lang!r}; accepted: {', '.join(LANGS)}")
+    import sympy as sp
+
+    printer = DerivePrinter(None, profile("nielsen"))
+    symbols = {name: sp.Symbol(name, real=True) for name in graph.point}
+    expression = printer.doprint(_to_sympy(graph.expression, symbols))
+    figure = graph_figure(graph)
     template = "graph_standalone.tex.j2" if standalone else "graph.tex.j2"
     return environment().get_template(template).render(
-        lang=lang, expression=expression, source=text, rows=rows, edges=edges,
-        nodes=[{"id": n.id, "label": label(n), "at": f"({positions[n.id][0]:.2f},{positions[n.id][1]:.2f})",
-                "input": n.op == "input"} for n in graph.nodes],
-        output={"id": out.id, "at": f"({positions[out.id][0] + GRAPH_X:.2f},{positions[out.id][1]:.2f})",
-                "value": _number(out.value)},
-        inputs=[{"name": safe_symbol(n.name), "value": _number(n.value, 4), "grad": _number(n.grad, 4)}
-                for n in graph.inputs()],
-        check_error=f"{graph.check_error:.1e}")
+        lang=lang, expression=expression, source=text, check_error=f"{graph.check_error:.1e}", **figure)
+
+
+SVG_CM = 48          # pixels per centimetre of the layout
+SVG_MARGIN = 40
+
+
+def graph_svg(graph) -> str:
+    """The figure as inline SVG for a web page: the same layout and labels as the TikZ picture,
+    labels as MathML (in foreignObject), forward values above the edges, gradients below."""
+    import math
+
+    from .mathml import convert
+
+    figure = graph_figure(graph)
+    places = {n["id"]: (n["x"], n["y"]) for n in figure["nodes"]}
+    places["out"] = (figure["output"]["x"], figure["output"]["y"])
+    xs, ys = [p[0] for p in places.values()], [p[1] for p in places.values()]
+    left, top = min(xs), max(ys)
+
+    def point(key):
+        x, y = places[key]
+        return (x - left) * SVG_CM + SVG_MARGIN, (top - y) * SVG_CM + SVG_MARGIN
+
+    radius = {n["id"]: 17 if n["input"] else 21 for n in figure["nodes"]}
+    radius["out"] = 10
+    links = [(e["source"], e["target"], e["value"], e["grad"], e["bend"]) for e in figure["edges"]]
+    links.append((figure["output"]["id"], "out", figure["output"]["value"], "1", 0))
+    edges = []
+    for source, target, value, grad, bend in links:
+        (x0, y0), (x1, y1) = point(source), point(target)
+        length = math.hypot(x1 - x0, y1 - y0) or 1.0
+        ux, uy = (x1 - x0) / length, (y1 - y0) / length
+        nx, ny = uy, -ux                                    # the normal on the upper side
+        sx, sy = x0 + ux * radius[source], y0 + uy * radius[source]
+        tx, ty = x1 - ux * (radius[target] + 2), y1 - uy * (radius[target] + 2)
+        mx, my = (sx + tx) / 2 + nx * 0.3 * length * bend, (sy + ty) / 2 + ny * 0.3 * length * bend
+        path = (f"M{sx:.1f},{sy:.1f} Q{mx:.1f},{my:.1f} {tx:.1f},{ty:.1f}" if bend else
+                f"M{sx:.1f},{sy:.1f} L{tx:.1f},{ty:.1f}")
+        cx, cy = ((sx + tx) / 2 + nx * 0.15 * length * bend, (sy + ty) / 2 + ny * 0.15 * length * bend)
+        edges.append({"path": path, "value": value, "grad": grad,
+                      "vx": f"{cx:.1f}", "vy": f"{cy - 5:.1f}", "gx": f"{cx:.1f}", "gy": f"{cy + 14:.1f}"})
+    nodes = []
+    for n in figure["nodes"]:
+        x, y = point(n["id"])
+        r = radius[n["id"]]
+        nodes.append({"id": n["id"], "input": n["input"], "x": f"{x:.1f}", "y": f"{y:.1f}", "r": r,
+                      "box_x": f"{x - 30:.1f}", "box_y": f"{y - 14:.1f}", "rect_x": f"{x - r - 2:.1f}",
+                      "rect_y": f"{y - r + 3:.1f}", "rect_w": 2 * r + 4, "rect_h": 2 * r - 6,
+                      "label": convert(n["label"])})
+    ox, oy = point("out")
+    width = (max(xs) - left) * SVG_CM + 2 * SVG_MARGIN
+    height = (top - min(ys)) * SVG_CM + 2 * SVG_MARGIN
+    return environment().get_template("graph.svg.j2").render(
+        nodes=nodes, edges=edges, out={"x": f"{ox:.1f}", "y": f"{oy + 5:.1f}"},
+        width=f"{width:.0f}", height=f"{height:.0f}")

@@ -129,12 +129,35 @@ def _require_fix_reads_back(result, text: str, verdict: Verdict) -> None:
         return
     if len(printed) != 1:
         raise PrintedLineError(f"feedback: {len(printed)} corrected lines printed, expected 1")
-    against, anchor = verdict.fix_of
-    try:
-        judged = judge(result, against, parse_claim(printed[0]), anchor=anchor, diagnose=False)
-    except DeriveError as exc:
-        judged = Verdict("unparseable", diagnosis=str(exc))
-    if judged.verdict != "correct":
+    if not fix_reads_back(result, printed[0], verdict):
         line = next(n for n, l in enumerate(text.splitlines(), 1) if printed[0] in l)
         raise PrintedLineError(f"feedback: the corrected line printed on line {line} does not read back as "
-                               f"correct ({judged.verdict}: {judged.diagnosis}); nothing was written: {printed[0]}")
+                               f"correct; nothing was written: {printed[0]}")
+
+
+def fix_reads_back(result, printed: str, verdict: Verdict) -> bool:
+    """Whether a corrected line, as printed (LaTeX), is read back by the claim grammar and judged
+    correct against what it corrects: only such a line is shown to a student."""
+    if verdict.fix_of is None:
+        return False
+    against, anchor = verdict.fix_of
+    try:
+        judged = judge(result, against, parse_claim(printed), anchor=anchor, diagnose=False)
+    except DeriveError:
+        return False
+    return judged.verdict == "correct"
+
+
+def printed_fix(result, verdict: Verdict, param: str | None = None) -> str | None:
+    """The corrected line as LaTeX, when one was found and it reads back as correct: against what it
+    corrects (a derivation's line), or as a claim about `param` (a claim's fix is the whole claim)."""
+    if verdict.fix is None:
+        return None
+    tex = term_latex(verdict.fix, Meaning(result))
+    if verdict.fix_of is not None:
+        return tex if fix_reads_back(result, tex, verdict) else None
+    if param is None:
+        return None
+    from .judging import verify_claim
+
+    return tex if verify_claim(result, param, tex).verdict == "correct" else None
