@@ -35,7 +35,9 @@ def installed(wheel, tmp_path_factory) -> Path:
     # a site folder, so the editable install of the checkout found there is not picked up
     Path(purelib, "dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     launcher = env_dir / "bin" / "derive"
-    launcher.write_text(f"#!{python}\nimport sys\nfrom derive.cli import main\nsys.exit(main())\n")
+    # as pip writes console scripts: guarded, since the web server's worker processes import __main__
+    launcher.write_text(f"#!{python}\nimport sys\nfrom derive.cli import main\n"
+                        f"if __name__ == '__main__':\n    sys.exit(main())\n")
     launcher.chmod(0o755)
     return env_dir
 
@@ -50,6 +52,7 @@ def test_the_wheel_holds_every_module_template_and_example(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     expected = {f"derive/{p.relative_to(ROOT / 'derive')}" for p in (ROOT / "derive").rglob("*.py")}
     expected |= {f"derive/templates/{p.relative_to(ROOT / 'templates')}" for p in (ROOT / "templates").rglob("*.j2")}
+    expected |= {f"derive/templates/web/{p.name}" for p in (ROOT / "templates" / "web").glob("*.*")}
     expected |= {f"derive/examples/{p.name}" for p in (ROOT / "examples").glob("*.yaml")}
     assert expected - names == set()
     metadata = next(n for n in names if n.endswith("METADATA"))
@@ -72,6 +75,38 @@ def test_the_installed_wheel_runs_from_another_folder(installed, tmp_path):
     assert import_it.returncode == 0, import_it.stderr
     built = run(installed, "build", "classifier", "-o", "out", cwd=tmp_path)
     assert built.returncode == 0 and (tmp_path / "out" / "classifier.tex").is_file(), built.stderr
+
+
+def test_the_installed_wheel_serves_the_page(installed, tmp_path):
+    """derive serve from the wheel: the page, its script and a claim judged by a worker."""
+    import json
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
+    server = subprocess.Popen([str(installed / "bin" / "derive"), "serve", "--port", str(port), "--workers", "1"],
+                              cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(base + "/healthz", timeout=1).read()
+                break
+            except OSError:
+                time.sleep(0.2)
+        page = urllib.request.urlopen(base + "/?lang=zh", timeout=10).read().decode()
+        assert "检查我的推导" in page
+        assert b"derive serve" in urllib.request.urlopen(base + "/static/app.js", timeout=10).read()
+        claim = json.dumps({"example": "seed004_mlp_column", "param": "W2", "claim": "\\delta^{2} (a^{1})^{T}"})
+        request = urllib.request.Request(base + "/api/verify", claim.encode(), {"content-type": "application/json"})
+        assert json.loads(urllib.request.urlopen(request, timeout=60).read())["verdict"] == "correct"
+    finally:
+        server.terminate()
+        server.wait(20)
 
 
 @pytest.mark.pdf

@@ -162,9 +162,10 @@ def create_app(workers: int | None = None, limits: Limits | None = None):
         try:
             status, value = await pool.run(name, payload, seconds)
         except LimitExceeded as exc:
-            what = (f"took longer than {exc.limit:g} s" if exc.kind == "time"
-                    else f"needed more than {exc.limit} MB of memory")
-            return JSONResponse({"error": f"this request {what}, the server's limit; it was stopped",
+            what = {"time": f"took longer than {exc.limit:g} s, the server's limit",
+                    "memory": f"needed more than {exc.limit} MB of memory, the server's limit"}.get(
+                        exc.kind, "stopped the process working on it")
+            return JSONResponse({"error": f"this request {what}; it was stopped",
                                  "limit": exc.kind}, status_code=422)
         except Busy:
             return JSONResponse({"error": "the server is busy; try again in a minute"}, status_code=503,

@@ -73,7 +73,7 @@ def _context():
     global _CONTEXT
     if _CONTEXT is None:
         _CONTEXT = multiprocessing.get_context("forkserver")
-        _CONTEXT.set_forkserver_preload(["derive.web.tasks"])
+        _CONTEXT.set_forkserver_preload(["derive.web.preload"])
     return _CONTEXT
 
 
@@ -99,9 +99,9 @@ class Worker:
             raise LimitExceeded("time", seconds)
         try:
             status, value = self.conn.recv()
-        except (EOFError, OSError):             # killed by the kernel, e.g. at its CPU limit
+        except (EOFError, OSError):             # it died: killed by the kernel (out of memory), or crashed
             self.stop()
-            raise LimitExceeded("memory", self.limits.memory_mb) from None
+            raise LimitExceeded("crash", 0) from None
         if status == "memory":
             self.stop()
             raise LimitExceeded("memory", self.limits.memory_mb)

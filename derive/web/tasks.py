@@ -8,6 +8,7 @@ Specs come from YAML text or a built-in example's name; no path the user gives i
 from __future__ import annotations
 
 import base64
+import functools
 import math
 import tempfile
 from pathlib import Path
@@ -44,9 +45,16 @@ def spec_of(payload: dict):
 
 
 def _derived(payload: dict, levels=None):
+    """The derivation of the request's spec. A course's students check claims against the same few
+    specs, so each worker keeps the last few derivations (keyed by the spec's text), read only."""
+    return _derivation(payload.get("example"), payload.get("spec"), levels)
+
+
+@functools.lru_cache(maxsize=16)
+def _derivation(example, text, levels):
     from ..engine import derive
 
-    spec = spec_of(payload)
+    spec = spec_of({"example": example, "spec": text})
     return derive(spec, levels=levels) if levels else derive(spec)
 
 
