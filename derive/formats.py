@@ -87,7 +87,7 @@ def _table(inner: str) -> str:
     return "\n".join(lines)
 
 
-_LAYOUT_ONLY = re.compile(r"^%.*$|\\begin\{(center|minipage)\}(\{[^}]*\})?|\\end\{(center|minipage)\}"
+_LAYOUT_ONLY = re.compile(r"(?<!\\)%.*$|\\begin\{(center|minipage)\}(\{[^}]*\})?|\\end\{(center|minipage)\}"
                           r"|\\setlength\{[^}]*\}\{[^}]*\}|\\nopagebreak|\\clearpage", re.M)
 
 
