@@ -187,9 +187,10 @@ def _apply(gate: Gate, inputs, c, where):
     return float(value)
 
 
-def build(text: str, point: dict[str, float], gates: bool = False) -> Graph:
+def build(text: str, point: dict[str, float], gates: bool = False, option: str = "--at") -> Graph:
+    """option: how the values were given, for messages (the command line's --at; the web page's "")."""
     expression = parse(text)
-    check_point(variables(expression), point)
+    check_point(variables(expression), point, option)
     builder = _Builder(gates)
     top = builder.build(expression)
     if isinstance(top, tuple):
@@ -209,24 +210,26 @@ def _natural(name: str):
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
-def check_point(names: list[str], point: dict[str, float]) -> None:
+def check_point(names: list[str], point: dict[str, float], option: str = "--at") -> None:
     """Every variable of the expression has a value and every value names a variable: all the problems
     in one message (each on a line of its own when there are both kinds)."""
+    flag = f"{option} " if option else ""
     names = sorted(names, key=_natural)
     missing = [n for n in names if n not in point]
     extra = sorted((n for n in point if n not in names), key=_natural)
     problems = []
     if missing:
-        problems.append(f"no value for {', '.join(missing)} (give each with --at NAME=NUMBER)")
+        how = f"with {option} NAME=NUMBER" if option else "as NAME=NUMBER"
+        problems.append(f"no value for {', '.join(missing)} (give each {how})")
     if extra:
-        given = ", ".join(f"--at {n}={point[n]:g}" for n in extra)
+        given = ", ".join(f"{flag}{n}={point[n]:g}" for n in extra)
         which = f"variable {extra[0]}" if len(extra) == 1 else f"variables {', '.join(extra)}"
         known = f"its variables are {', '.join(names)}" if names else "it has no variables at all"
         problems.append(f"{given}: the expression has no {which}; {known}")
     if len(problems) == 1:
         raise DeriveError(problems[0])
     if problems:
-        raise DeriveError("the values given with --at do not fit the expression:\n"
+        raise DeriveError(f"the values given{' with ' + option if option else ''} do not fit the expression:\n"
                           + "\n".join(f"  {p}" for p in problems))
 
 

@@ -190,7 +190,10 @@ def test_graph_of_the_notes_figure(client):
 
 def test_graph_errors_name_what_is_wrong(client):
     missing = client.post("/api/graph", json={"expression": "x * y", "at": {"x": 1}})
-    assert missing.status_code == 400 and "y" in missing.json()["error"]
+    assert missing.status_code == 400
+    assert missing.json()["error"] == "no value for y (give each as NAME=NUMBER)"     # the page's words, not --at
+    extra = client.post("/api/graph", json={"expression": "x", "at": {"x": 1, "q": 2}}).json()["error"]
+    assert extra == "q=2: the expression has no variable q; its variables are x"
     deep = client.post("/api/graph", json={"expression": "(" * 500 + "x" + ")" * 500, "at": {"x": 1}})
     assert deep.status_code == 400 and "nested" in deep.json()["error"]
     many = client.post("/api/graph", json={"expression": "*".join(["(x+y)"] * 300), "at": {"x": 1, "y": 2}})

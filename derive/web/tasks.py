@@ -150,7 +150,7 @@ def graph(payload: dict) -> dict:
     from ..render import graph_figure, graph_svg
 
     point = {str(k): float(v) for k, v in (payload.get("at") or {}).items()}
-    built = build(payload["expression"], point, gates=bool(payload.get("gates")))
+    built = build(payload["expression"], point, gates=bool(payload.get("gates")), option="")
     figure = graph_figure(built)
     rows = [{"id": r["id"], "inputs": r["inputs"], "label": _math(r["label"]),
              "rule": _math(r["rule"]) if r["rule"] else None,
