@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 import warnings
 
@@ -10,23 +9,9 @@ import click
 from pathlib import Path
 
 from .errors import DeriveError
+from .jsonable import dumps as _json
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 1, 2, 3
-
-
-def _finite(value):
-    """JSON has no NaN or Infinity: a value that is not finite is written as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
-def _json(data, sort_keys: bool = False) -> str:
-    return json.dumps(_finite(data), indent=2, sort_keys=sort_keys, allow_nan=False)
 
 
 def _terminate(signum, frame):

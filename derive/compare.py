@@ -38,10 +38,9 @@ def _lhs(result, param: str, printer) -> str:
 
 
 def judge_comparisons(result) -> tuple[Compared, ...]:
-    from .claim import parse_claim, split_equals
     from .notation import parse_parameter, profile
     from .printing import DerivePrinter
-    from .verify import Meaning, term_latex, verify_claim
+    from .verify import Meaning, read_claim, term_latex, verify_claim
 
     spec, q = result.spec, result.quantities
     notation = profile(spec.notation, spec.symbols)
@@ -50,10 +49,7 @@ def judge_comparisons(result) -> tuple[Compared, ...]:
     out = []
     for item in spec.compare:
         verdict = verify_claim(result, item.param, item.claim)
-        try:
-            written = term_latex(parse_claim(split_equals(item.claim)[-1]), meaning)
-        except DeriveError:
-            written = None
+        written = read_claim(item.claim, meaning)
         name = parse_parameter(item.param)
         derived = None
         if name is not None and not name.indices:

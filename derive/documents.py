@@ -86,33 +86,51 @@ def build(spec: NetworkSpec, out_dir: str | Path, lang: str = "en", pdf: bool = 
     """layers: which layers' derivations to write out, e.g. '1-2,59-60' (default: all).
     formats: any of tex, md, html, beamer, body (pdf=True compiles the .tex and the slides).
     Every form is rendered and its printed equations read back before any file is written."""
-    from .checks import check
     from .engine import derive
-    from .render import render_document
 
     unknown = set(formats) - set(DOCUMENT_FORMATS)
     if unknown:
         raise ValueError(f"formats {sorted(unknown)}; accepted: {', '.join(DOCUMENT_FORMATS)}")
     shown = select_layers(layers, spec.depth) if layers else None
-    result = derive(spec)
+    rendered = render_forms(derive(spec), lang, tuple(formats) + (("tex",) if pdf else ()), shown, detail, paper)
+    written, warnings = write_forms(rendered.texts, out_dir, spec.name, lang, pdf)
+    return BuildOutcome(written.get("tex"), written.get("pdf"), rendered.report.passed, rendered.summary(),
+                        warnings, tuple(written.items()))
+
+
+@dataclass(frozen=True)
+class Rendered:
+    texts: dict            # kind -> text, each read back
+    report: object         # the step checks and the gradient cross-check
+    printed: object        # the readback of the .tex document
+
+    def summary(self) -> str:
+        report = self.report
+        gradients = "match" if all(g.passed for g in report.gradients) else "DO NOT match"
+        return (f"{len(report.steps)} steps checked, {report.steps_failed} failed; "
+                f"gradients {gradients} central differences; {self.printed.summary()}")
+
+
+def render_forms(result, lang: str, formats: tuple[str, ...], shown=None, detail: str = "normal",
+                 paper: str | None = None) -> Rendered:
+    """The derivation checked and rendered in the forms asked for (tex, md, html, beamer, body), every
+    printed equation read back; nothing is written (build writes them, the web page shows them)."""
+    from .checks import check
+    from .render import render_document
+
     report = check(result)
     comparisons = None
-    if spec.compare:
+    if result.spec.compare:
         from .compare import judge_comparisons
 
         comparisons = judge_comparisons(result)
     style = {"detail": detail, "paper": paper, "comparisons": comparisons}
     text = render_document(result, report, lang, shown, **style)
-    printed = require_printed_correct(result, text, f"{spec.name} ({lang})")
-    texts = {"tex": text} if "tex" in formats or pdf else {}
+    printed = require_printed_correct(result, text, f"{result.spec.name} ({lang})")
+    texts = {"tex": text} if "tex" in formats else {}
     if set(formats) - {"tex"}:
         texts.update(other_forms(result, report, lang, shown, formats, text, style))
-    written, warnings = write_forms(texts, out_dir, spec.name, lang, pdf)
-    summary = (f"{len(report.steps)} steps checked, {report.steps_failed} failed; "
-               f"gradients {'match' if all(g.passed for g in report.gradients) else 'DO NOT match'} central differences; "
-               f"{printed.summary()}")
-    return BuildOutcome(written.get("tex"), written.get("pdf"), report.passed, summary, warnings,
-                        tuple(written.items()))
+    return Rendered(texts, report, printed)
 
 
 DOCUMENT_FORMATS = tuple(kind for kind in FORMATS if kind != "pdf")     # pdf is compiled from tex

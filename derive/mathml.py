@@ -14,8 +14,8 @@ from .errors import DeriveError
 
 _NS = "{http://www.w3.org/1998/Math/MathML}"
 ELEMENTS = frozenset("""math semantics mrow mi mo mn ms mtext mspace msub msup msubsup mfrac msqrt mroot
-    mstyle mtable mtr mtd munder mover munderover mpadded mphantom menclose mmultiscripts mprescripts none
-    merror""".split())
+    mstyle mtable mtr mtd munder mover munderover mpadded mphantom menclose mmultiscripts mprescripts
+    none""".split())           # not merror: a formula latex2mathml could not read is refused
 ATTRIBUTES = frozenset("""display mathvariant displaystyle scriptlevel stretchy fence separator lspace rspace
     columnalign rowalign columnspacing rowspacing columnlines rowlines frame width height depth linethickness
     accent accentunder minsize maxsize symmetric movablelimits form notation largeop align""".split())
@@ -54,7 +54,7 @@ def sanitize(markup: str, tex: str = "") -> str:
 
 def _write(node, out: list[str], tex: str) -> None:
     tag = node.tag[len(_NS):] if node.tag.startswith(_NS) else node.tag
-    if tag not in ELEMENTS or tag == "merror":
+    if tag not in ELEMENTS:
         raise MathMLError(f"cannot write this formula as MathML (it makes <{escape(tag)[:20]}>): {tex[:120]}")
     attributes = []
     for name, value in sorted(node.attrib.items()):

@@ -515,14 +515,13 @@ SVG_CM = 48          # pixels per centimetre of the layout
 SVG_MARGIN = 40
 
 
-def graph_svg(graph) -> str:
-    """The figure as inline SVG for a web page: the same layout and labels as the TikZ picture,
-    labels as MathML (in foreignObject), forward values above the edges, gradients below."""
+def graph_svg(figure: dict) -> str:
+    """The figure (graph_figure) as inline SVG for a web page: the same layout and labels as the TikZ
+    picture, labels as MathML (in foreignObject), forward values above the edges, gradients below."""
     import math
 
     from .mathml import convert
 
-    figure = graph_figure(graph)
     places = {n["id"]: (n["x"], n["y"]) for n in figure["nodes"]}
     places["out"] = (figure["output"]["x"], figure["output"]["y"])
     xs, ys = [p[0] for p in places.values()], [p[1] for p in places.values()]

@@ -8,11 +8,12 @@ index, a missing σ'); the one that makes it right is the diagnosis. derivation.
 equalities, feedback.py writes the marked-up document.
 """
 from .derivation import verify_derivation
-from .feedback import feedback_document, printed_fix, term_latex
+from .feedback import feedback_document, printed_fix, read_claim, term_latex, written_rows
 from .judging import judge, verify_claim
 from .symbols import Meaning, free_letters, mixed_message, subterms, target
 from .values import evaluate, value_of
 from .verdict import ShapeError, Verdict
 
 __all__ = ["Meaning", "ShapeError", "Verdict", "evaluate", "feedback_document", "free_letters", "judge",
-           "mixed_message", "printed_fix", "subterms", "target", "term_latex", "value_of", "verify_claim", "verify_derivation"]
+           "mixed_message", "printed_fix", "read_claim", "subterms", "target", "term_latex", "value_of",
+           "verify_claim", "verify_derivation", "written_rows"]

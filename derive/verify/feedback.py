@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from ..claim import Term, parse_claim
+from ..claim import Term, parse_claim, split_equals
 from ..errors import DeriveError
 from .judging import judge
 from .symbols import LATEX_NAMES, Meaning
@@ -93,9 +93,9 @@ def _wrapped(t: Term, meaning) -> str:
     return f"\\left({text}\\right)" if wrap else text
 
 
-def feedback_document(result, verdict: Verdict, param: str | None, lang: str = "en") -> str:
-    from ..render import environment
-
+def written_rows(result, verdict: Verdict) -> list[dict]:
+    """A derivation's rows as read: each right side as LaTeX, with the left side it continues (on the
+    first row of its equation), whether it holds, and the first wrong row marked."""
     meaning = Meaning(result)
     rows, lhs, marked = [], None, False
     for n, t, starts in verdict.terms:
@@ -107,9 +107,23 @@ def feedback_document(result, verdict: Verdict, param: str | None, lang: str = "
         rows.append({"line": n, "tex": term_latex(t, meaning), "lhs": lhs, "wrong": wrong,
                      "correct": next((l["correct"] for l in verdict.lines if l["line"] == n), True)})
         lhs = None
-    fix = term_latex(verdict.fix, meaning) if verdict.fix is not None else None
+    return rows
+
+
+def read_claim(text: str, meaning: Meaning) -> str | None:
+    """A claim's right side as derive read it, re-printed as LaTeX; None when it does not parse."""
+    try:
+        return term_latex(parse_claim(split_equals(text)[-1]), meaning)
+    except DeriveError:
+        return None
+
+
+def feedback_document(result, verdict: Verdict, param: str | None, lang: str = "en") -> str:
+    from ..render import environment
+
+    fix = term_latex(verdict.fix, Meaning(result)) if verdict.fix is not None else None
     text = environment().get_template("verify.tex.j2").render(
-        lang=lang, rows=rows, verdict=verdict, fix=fix, spec=result.spec)
+        lang=lang, rows=written_rows(result, verdict), verdict=verdict, fix=fix, spec=result.spec)
     _require_fix_reads_back(result, text, verdict)
     return text
 

@@ -8,7 +8,6 @@ and a Content-Security-Policy allows nothing else: no inline script, no other or
 """
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
@@ -126,8 +125,8 @@ class DownloadRequest(BuildRequest):
 
 
 # ------------------------------------------------------------------------- the app
-def create_app(workers: int | None = None, limits: Limits | None = None):
-    """The app (an ASGI callable). Unset arguments come from the environment, so that a production
+def create_app(workers: int | None = None, limits: Limits | None = None) -> FastAPI:
+    """The app. Unset arguments come from the environment, so that a production
     server's factory call (uvicorn --factory derive.web.app:create_app) is configured there:
     DERIVE_WORKERS (worker processes of each server process; default: the number of cores),
     DERIVE_TIMEOUT (seconds per request, default 20), DERIVE_MEMORY_MB (per worker, default 2048)."""
@@ -146,6 +145,7 @@ def create_app(workers: int | None = None, limits: Limits | None = None):
                   description="Backpropagation derived, checked and typeset. The JSON API mirrors the "
                               "command line's --json output.")
     app.state.pool = pool
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request, exc):
@@ -158,7 +158,8 @@ def create_app(workers: int | None = None, limits: Limits | None = None):
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
         return JSONResponse({"error": f"the request is not accepted: {problems}"}, status_code=422)
 
-    async def work(name: str, payload: dict, seconds: float | None = None) -> JSONResponse:
+    async def run(name: str, payload: dict, seconds: float | None = None) -> dict | JSONResponse:
+        """The task's answer, or the error response that stands in for it."""
         try:
             status, value = await pool.run(name, payload, seconds)
         except LimitExceeded as exc:
@@ -175,7 +176,11 @@ def create_app(workers: int | None = None, limits: Limits | None = None):
                                  "detail": value}, status_code=500)
         if "error" in value:
             return JSONResponse(value, status_code=400)
-        return JSONResponse(value)
+        return value
+
+    async def work(name: str, payload: dict) -> JSONResponse:
+        answer = await run(name, payload)
+        return answer if isinstance(answer, JSONResponse) else JSONResponse(answer)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page(request: Request, lang: str | None = None):
@@ -233,13 +238,11 @@ def create_app(workers: int | None = None, limits: Limits | None = None):
     @app.post("/api/download", summary="One file: .tex, .pdf, .md, .html or the NumPy module (.py)",
               responses={200: {"content": {"application/octet-stream": {}}}})
     async def download(body: DownloadRequest):
-        answer = await work("download", body.model_dump(),
-                            limits.pdf_seconds if body.kind == "pdf" else None)
-        if answer.status_code != 200:
+        answer = await run("download", body.model_dump(), limits.pdf_seconds if body.kind == "pdf" else None)
+        if isinstance(answer, JSONResponse):
             return answer
-        value = json.loads(answer.body)
-        filename = re.sub(r"[^A-Za-z0-9._-]", "_", value["filename"])[:100]
-        return Response(base64.b64decode(value["data"]), media_type=value["media_type"],
+        filename = re.sub(r"[^A-Za-z0-9._-]", "_", answer["filename"])[:100]
+        return Response(answer["data"], media_type=answer["media_type"],
                         headers={"content-disposition": f'attachment; filename="{filename}"'})
 
     @app.get("/favicon.ico", include_in_schema=False)
@@ -250,7 +253,7 @@ def create_app(workers: int | None = None, limits: Limits | None = None):
     async def health():
         return {"ok": True, "workers": len(pool.pids()), "replaced": pool.replaced}
 
-    return _wrap(app)
+    return app
 
 
 def _environment_int(name: str, default: int) -> int:
@@ -266,14 +269,6 @@ def limits_from_environment() -> Limits:
     base = Limits()
     return Limits(seconds=float(_environment_int("DERIVE_TIMEOUT", int(base.seconds))),
                   memory_mb=_environment_int("DERIVE_MEMORY_MB", base.memory_mb))
-
-
-def _wrap(app: FastAPI):
-    """The app inside the body limit; the FastAPI object stays reachable for tests and OpenAPI."""
-    wrapped = BodyLimit(app, MAX_BODY_BYTES)
-    wrapped.state = app.state
-    wrapped.fastapi = app
-    return wrapped
 
 
 def _language(request: Request, asked: str | None) -> str:

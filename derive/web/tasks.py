@@ -7,27 +7,16 @@ Specs come from YAML text or a built-in example's name; no path the user gives i
 """
 from __future__ import annotations
 
-import base64
 import functools
-import math
 import tempfile
 from pathlib import Path
 
 from ..errors import DeriveError
+from ..jsonable import finite
 
 
 class RequestError(DeriveError):
     pass
-
-
-def _finite(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
 
 
 def spec_of(payload: dict):
@@ -82,8 +71,8 @@ def spec(payload: dict) -> dict:
     """A spec read and validated (the page validates as the user types)."""
     from ..titles import title_plain
 
-    s = spec_of(payload)
     result = _derived(payload, levels=("matrix",))
+    s = result.spec
     return {"valid": True, "name": s.name, "title": title_plain(s, payload.get("lang") or "en"),
             "sizes": [str(s.input)] + [str(layer.units) for layer in s.layers],
             "activations": [layer.activation for layer in s.layers], "loss": s.loss.kind,
@@ -99,7 +88,7 @@ def preview(payload: dict) -> dict:
 def verify(payload: dict) -> dict:
     """`derive verify --json`, and the lines as the page shows them: each as MathML, the first wrong
     one marked, the corrected line (only when it reads back as correct)."""
-    from ..verify import Meaning, printed_fix, term_latex, verify_claim, verify_derivation
+    from ..verify import Meaning, printed_fix, read_claim, verify_claim, verify_derivation, written_rows
 
     result = _derived(payload, levels=("matrix",))
     param, claim, derivation = payload.get("param"), payload.get("claim"), payload.get("derivation")
@@ -111,26 +100,15 @@ def verify(payload: dict) -> dict:
         verdict = verify_claim(result, param, claim)
     else:
         verdict = verify_derivation(result, derivation, param or None)
-    out = _finite(verdict.to_json())
-    meaning = Meaning(result)
-    shown, marked, lhs = [], False, None
-    for line, term, starts in verdict.terms:        # rows as written: "lhs = rhs", then "= rhs"
-        if starts:
-            lhs = term_latex(term, meaning)
-            continue
-        wrong = line == verdict.first_wrong_line and not marked
-        marked = marked or wrong
-        tex = (f"{lhs} = " if lhs else "= ") + term_latex(term, meaning)
-        shown.append({"line": line, "wrong": wrong, "tex": tex, "mathml": _math(tex)})
-        lhs = None
-    if claim and verdict.verdict != "unparseable":
-        from ..claim import parse_claim, split_equals
-
-        try:
-            read = term_latex(parse_claim(split_equals(claim)[-1]), meaning)
-        except DeriveError:
-            read = None
-        shown = [{"line": 1, "wrong": verdict.verdict != "correct", "tex": read, "mathml": _math(read) if read else None}]
+    out = finite(verdict.to_json())
+    if claim:
+        read = read_claim(claim, Meaning(result)) if verdict.verdict != "unparseable" else None
+        shown = [{"line": 1, "wrong": verdict.verdict != "correct", "tex": read}] if read else []
+    else:                                       # rows as written: "lhs = rhs", then "= rhs"
+        shown = [{"line": r["line"], "wrong": r["wrong"], "tex": (f"{r['lhs']} = " if r["lhs"] else "= ") + r["tex"]}
+                 for r in written_rows(result, verdict)]
+    for row in shown:
+        row["mathml"] = _math(row["tex"])
     fix = printed_fix(result, verdict, param if claim else None)
     out["display"] = {"lines": shown, "fix": fix, "fix_mathml": _math(fix) if fix else None}
     return out
@@ -141,7 +119,7 @@ def check(payload: dict) -> dict:
     from ..checks import check as check_steps
 
     result = _derived(payload)
-    return _finite(check_steps(result, trials=payload.get("trials")).to_json())
+    return finite(check_steps(result, trials=payload.get("trials")).to_json())
 
 
 def graph(payload: dict) -> dict:
@@ -156,41 +134,26 @@ def graph(payload: dict) -> dict:
              "rule": _math(r["rule"]) if r["rule"] else None,
              "value": r["value"], "local": r["local"], "upstream": r["upstream"], "grad": r["grad"]}
             for r in figure["rows"]]
-    return {**_finite(built.to_json()), "check_error": _finite(built.check_error), "svg": graph_svg(built),
+    return {**finite(built.to_json()), "check_error": finite(built.check_error), "svg": graph_svg(figure),
             "rows": rows}
 
 
 def build(payload: dict) -> dict:
     """`derive build --json`, the document as HTML (the body of `--format html`) and the check."""
-    from ..checks import check as check_steps
-    from ..documents import other_forms, require_printed_correct
-    from ..formats import html_body, markdown
-    from ..render import render_document
+    from ..documents import render_forms
+    from ..formats import html_body
     from ..titles import title_plain
 
     result = _derived(payload)
     lang, detail = payload.get("lang") or "en", payload.get("detail") or "normal"
-    report = check_steps(result)
-    comparisons = _comparisons(result)
-    style = {"detail": detail, "paper": None, "comparisons": comparisons}
-    text = render_document(result, report, lang, None, **style)
-    printed = require_printed_correct(result, text, f"{result.spec.name} ({lang})")
-    md = other_forms(result, report, lang, None, ("md",), text, style)["md"]
-    gradients = all(g.passed for g in report.gradients)
+    rendered = render_forms(result, lang, ("md",), detail=detail)
+    report, printed = rendered.report, rendered.printed
     return {"passed": report.passed, "spec": result.spec.name, "lang": lang, "detail": detail,
             "title": title_plain(result.spec, lang),
             "checks": {"steps": len(report.steps), "steps_failed": report.steps_failed,
-                       "gradients_match": gradients, "printed": printed.printed, "read_back": printed.read_back,
-                       "correct": printed.correct},
-            "report": _finite(report.to_json()), "html": html_body(md)}
-
-
-def _comparisons(result):
-    if not result.spec.compare:
-        return None
-    from ..compare import judge_comparisons
-
-    return judge_comparisons(result)
+                       "gradients_match": all(g.passed for g in report.gradients), "printed": printed.printed,
+                       "read_back": printed.read_back, "correct": printed.correct},
+            "report": finite(report.to_json()), "html": html_body(rendered.texts["md"])}
 
 
 DOWNLOADS = {"tex": "application/x-tex", "pdf": "application/pdf", "md": "text/markdown",
@@ -218,7 +181,7 @@ def download(payload: dict) -> dict:
                 raise RequestError(f"the {kind} file was not made")
             data = Path(files[kind]).read_bytes()
             name = Path(files[kind]).name
-    return {"filename": name, "media_type": DOWNLOADS[kind], "data": base64.b64encode(data).decode("ascii")}
+    return {"filename": name, "media_type": DOWNLOADS[kind], "data": data}
 
 
 def slow(payload: dict) -> dict:
