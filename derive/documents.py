@@ -91,11 +91,36 @@ def build(spec: NetworkSpec, out_dir: str | Path, lang: str = "en", pdf: bool = 
     unknown = set(formats) - set(DOCUMENT_FORMATS)
     if unknown:
         raise ValueError(f"formats {sorted(unknown)}; accepted: {', '.join(DOCUMENT_FORMATS)}")
+    if not isinstance(spec, NetworkSpec):
+        return build_blocks(spec, out_dir, lang, pdf, layers, formats, detail)
     shown = select_layers(layers, spec.depth) if layers else None
     rendered = render_forms(derive(spec), lang, tuple(formats) + (("tex",) if pdf else ()), shown, detail, paper)
     written, warnings = write_forms(rendered.texts, out_dir, spec.name, lang, pdf)
     return BuildOutcome(written.get("tex"), written.get("pdf"), rendered.report.passed, rendered.summary(),
                         warnings, tuple(written.items()))
+
+
+def build_blocks(spec, out_dir, lang: str, pdf: bool, layers, formats, detail: str) -> BuildOutcome:
+    """A network with normalization, dropout, skips or the newer losses: its own engine and document (the
+    LaTeX document and its PDF so far)."""
+    from .blocks import check_blocks, derive_blocks
+    from .blocks.document import render_blocks
+    from .errors import DeriveError
+
+    others = [f for f in formats if f != "tex"]
+    if others or layers or detail != "normal":
+        asked = ", ".join(others) or ("--layers" if layers else f"--detail {detail}")
+        raise DeriveError(f"{spec.name}: {asked} is not available yet for a network with normalization, dropout, "
+                          "skips or the newer losses; accepted: the .tex document and its PDF at the normal detail")
+    result = derive_blocks(spec)
+    report = check_blocks(result)
+    text = render_blocks(result, report, lang)
+    written, warnings = write_forms({"tex": text}, out_dir, spec.name, lang, pdf)
+    gradients = "match" if all(g.passed for g in report.gradients) else "DO NOT match"
+    summary = (f"{len(report.steps)} steps checked, {report.steps_failed} failed; gradients {gradients} central "
+               "differences")
+    return BuildOutcome(written.get("tex"), written.get("pdf"), report.passed, summary, warnings,
+                        tuple(written.items()))
 
 
 @dataclass(frozen=True)

@@ -293,6 +293,10 @@ def _check_fields(mapping: dict, accepted: tuple[str, ...], where: str) -> None:
 
 
 def from_mapping(data: Any) -> NetworkSpec:
+    from .blocks import spec as blocks
+
+    if isinstance(data, dict) and blocks.uses_blocks(data):    # normalization, dropout, skips, newer losses
+        return blocks.from_mapping(data)
     _check_fields(data, SPEC_FIELDS, "")
     for required in ("name", "input", "layers"):
         if required not in data:

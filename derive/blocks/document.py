@@ -1,0 +1,97 @@
+"""The lecture document of a block network: the context its template reads (rows already printed by the
+one printer; every row comes from a checked step) and the rendering through the one Jinja environment."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from ..render import Breaker, chain, environment
+from .engine import BlockDerivation
+from .plan import stages
+from .symbols import BlockPrinter
+
+STAGE_ORDER = ("skip", "dropout", "act", "zhat", "norm", "gamma", "beta")
+
+
+@dataclass(frozen=True)
+class Row:
+    text: str            # an aligned row: lhs &= rhs, or &= rhs continuing
+    step: object         # the step it prints (its note), or None for a continuation row of a long step
+
+
+@dataclass(frozen=True)
+class Shown:
+    """One derivation as the document shows it: every row at index level when it is the first of its
+    kind, else only the matrix-form result (with where the same argument was made)."""
+    topic: str
+    layer: int
+    index: tuple[Row, ...]
+    matrix: tuple[Row, ...]
+    same_as: int | None      # the layer whose index-level argument this one repeats
+    shape: str
+
+
+def rows_of(derivation, printer) -> tuple[Row, ...]:
+    out = []
+    for line in chain(derivation, printer):
+        for number, text in enumerate(line.rows):
+            out.append(Row(text, line.step if number == 0 else None))
+    return tuple(out)
+
+
+def signature(result: BlockDerivation, topic: str, l: int):
+    """What makes two derivations the same argument: the stage and its variant."""
+    layer = result.spec.layers[l - 1]
+    if topic in ("norm", "zhat", "gamma", "beta"):
+        return topic, layer.norm
+    if topic == "act":
+        return topic, l == result.spec.depth
+    if topic == "input":
+        from .plan import skips_from
+        return topic, bool(skips_from(result.spec, l - 1))
+    return (topic,)
+
+
+def document_context(result: BlockDerivation, report, lang: str) -> dict:
+    p = BlockPrinter(result.table)
+    seen: dict[tuple, int] = {}
+    layers = []
+    for l in range(result.spec.depth, 0, -1):
+        shown = []
+        plan = stages(result.spec, l)
+        topics = [t for t in STAGE_ORDER if result.has(t, l)] + \
+            [t for t in ("weight", "bias", "input") if result.has(t, l)]
+        if l == result.spec.depth:
+            topics = ["loss"] + topics
+        for topic in topics:
+            key = signature(result, topic, l)
+            first = key not in seen
+            seen.setdefault(key, l)
+            matrix = result.get(topic, l, "matrix")
+            index = rows_of(result.get(topic, l, "index"), p) if first and result.has(topic, l, "index") else ()
+            lhs = matrix.result.lhs
+            shape = r" \times ".join(p.doprint(n) for n in lhs.shape) if hasattr(lhs, "shape") else ""
+            shown.append(Shown(topic, l, index, rows_of(matrix, p), None if first else seen[key], shape))
+        layers.append({"layer": l, "spec": result.spec.layers[l - 1], "stages": plan, "shown": shown})
+    forward = []
+    for step in result.forward:
+        forward.append({"step": step, "text": p.doprint(step.lhs) + " = " + p.doprint(step.rhs),
+                        "rows": Breaker(p).lines(step.lhs, step.rhs, False)})
+    spec = result.spec
+    title = (spec.title_zh if lang == "zh" and spec.title_zh else spec.title) or spec.name
+    failed = [s for s in report.steps if not s.passed] if report is not None else []
+    worst = max((g.max_abs_error for g in report.gradients), default=0.0) if report is not None else 0.0
+    return {"spec": spec, "lang": lang, "zh": lang == "zh", "title": title, "paper": "a4" if lang == "zh" else "letter",
+            "printer": p, "layers": layers, "forward": forward, "report": report, "failed": failed,
+            "worst": f"{worst:.1e}", "tex": p.doprint, "table": result.table, "depth": spec.depth,
+            "samples": p.doprint(result.table.samples),
+            "rational": lambda x: sp.Rational(x.numerator, x.denominator), "sizes": [p.doprint(n) for n in result.table.sizes]}
+
+
+def render_blocks(result: BlockDerivation, report=None, lang: str = "en") -> str:
+    from ..titles import title_tex
+
+    context = document_context(result, report, lang)
+    context["title"] = title_tex(result.spec, lang)
+    return environment().get_template("blocks/document.tex.j2").render(**context)

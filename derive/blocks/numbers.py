@@ -1,0 +1,397 @@
+"""A numeric instance of a block network (float64, seeded) and an evaluator for step expressions.
+
+The forward pass is computed node by node from the plan. An unevaluated derivative d num / d den
+is a central difference: the entry of den is moved and every later node recomputed, so it is the
+total derivative the derivation means, computed without any of derive's formulas.
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import sympy as sp
+from sympy.matrices.expressions.matexpr import MatrixExpr
+
+from ..algebra import Diag, Elementwise, MatPartial, Partial
+from .plan import stages
+from .spec import BlockSpec
+from .symbols import Table
+
+EPS = 1e-5
+KINK_MARGIN = 1e-3
+CLASSIFICATION = ("cross_entropy", "nll", "softmax_cross_entropy", "hinge")
+
+
+def activation_np(table: Table, l: int, derivative: bool = False):
+    name = table.spec.layers[l - 1].activation
+    if name == "softmax":
+        return lambda z: _softmax(z)
+    if name == "log_softmax":
+        return lambda z: z - _logsumexp(z)
+    row = table.activation(l)
+    return row.numpy_derivative if derivative else row.numpy
+
+
+def _logsumexp(z):
+    top = z.max(axis=0, keepdims=True)
+    return top + np.log(np.exp(z - top).sum(axis=0, keepdims=True))
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(axis=0, keepdims=True))
+    return e / e.sum(axis=0, keepdims=True)
+
+
+def loss_np(spec: BlockSpec, out: np.ndarray, y: np.ndarray) -> float:
+    loss, m = spec.loss, out.shape[1]
+    c = 1.0 / m if loss.reduction == "mean" else 1.0
+    kind = loss.kind
+    scale = float(loss.scale) if loss.scale is not None else (0.5 if kind == "squared_error" else 1.0)
+    if kind == "squared_error":
+        per = ((out - y) ** 2).sum()
+    elif kind == "huber":
+        r, k = np.abs(out - y), float(loss.delta)
+        per = np.where(r <= k, r ** 2 / 2, k * (r - k / 2)).sum()
+    elif kind == "cross_entropy":
+        per = -(y * np.log(out)).sum()
+    elif kind == "binary_cross_entropy":
+        per = -(y * np.log(out) + (1 - y) * np.log(1 - out)).sum()
+    elif kind == "nll":
+        per = -(y * out).sum()
+    elif kind == "softmax_cross_entropy":
+        per = (_logsumexp(out).sum() - (y * out).sum())
+    elif kind == "hinge":
+        correct = (y * out).sum(axis=0, keepdims=True)
+        per = ((1 - y) * np.maximum(0.0, out - correct + float(loss.margin))).sum()
+    else:
+        raise ValueError(kind)
+    return c * scale * per
+
+
+class Instance:
+    """Numbers for every leaf (inputs, targets, parameters, dropout masks) and every node."""
+
+    def __init__(self, table: Table, seed: int = 0):
+        self.table, self.spec = table, table.spec
+        rng = np.random.default_rng(seed)
+        self.sizes = [int(s) if s.is_Integer else int(rng.integers(2, 5)) for s in table.sizes]
+        self.m = int(table.samples) if table.samples.is_Integer else int(rng.integers(3, 5))
+        for k, layer in enumerate(self.spec.layers, start=1):     # a skip keeps its sizes equal
+            source = self.spec.source_of(k)
+            if source is not None:
+                self.sizes[k] = self.sizes[source]
+        sym = {s: v for s, v in zip(table.sizes, self.sizes) if not s.is_Integer}
+        if not table.samples.is_Integer:
+            sym[table.samples] = self.m
+        self.symbols = {**sym, **{e: float(self.spec.layers[l - 1].eps) for l, e in table.eps.items()}}
+        self.leaves: dict[tuple, np.ndarray] = {}
+        self._gradients: dict[tuple, np.ndarray] = {}
+        for attempt in range(50):
+            self._draw(rng)
+            self.values = self.forward(self.leaves)
+            if self.kink_distance(self.values) > KINK_MARGIN:
+                break
+
+    def _draw(self, rng):
+        n, m, spec = self.sizes, self.m, self.spec
+        leaves = {("a", 0): rng.normal(size=(n[0], m))}
+        for l, layer in enumerate(spec.layers, start=1):
+            leaves[("W", l)] = rng.normal(size=(n[l], n[l - 1])) * (1.2 / np.sqrt(n[l - 1]))
+            if layer.bias:
+                leaves[("b", l)] = rng.normal(size=(n[l], 1)) * 0.4
+            if layer.norm:
+                leaves[("gamma", l)] = rng.uniform(0.5, 1.5, size=(n[l], 1))
+                leaves[("beta", l)] = rng.normal(size=(n[l], 1)) * 0.3
+            if layer.dropout is not None:
+                keep = rng.random(size=(n[l], m)) >= float(layer.dropout)
+                keep.flat[0] = True
+                leaves[("r", l)] = keep.astype(float)
+        kind = spec.loss.kind
+        if kind in CLASSIFICATION:
+            y = np.zeros((n[-1], m))
+            y[rng.integers(0, n[-1], size=m), np.arange(m)] = 1.0
+        elif kind == "binary_cross_entropy":
+            y = rng.uniform(0.1, 0.9, size=(n[-1], m))
+        else:
+            y = rng.normal(size=(n[-1], m))
+        leaves[("y", None)] = y
+        self.leaves = leaves
+
+    # ------------------------------------------------------------------ forward
+    def order(self) -> list[tuple]:
+        out = []
+        for l in range(1, self.spec.depth + 1):
+            for stage in stages(self.spec, l):
+                if stage.kind == "norm":
+                    out += [("mu", l), ("var", l), ("zhat", l)]
+                out.append((stage.out, l))
+        return out + [("L", None)]
+
+    def forward(self, leaves: dict, start: int = 0, values: dict | None = None) -> dict:
+        """Every node from position `start` of the order on, the earlier ones taken from `values`."""
+        vals = dict(values or {})
+        vals.update(leaves)
+        order = self.order()
+        plan = {(s.out, l): s for l in range(1, self.spec.depth + 1) for s in stages(self.spec, l)}
+        for key in order[start:]:
+            if key in leaves and key[0] != "a":
+                continue
+            vals[key] = self._node(key, plan.get(key), vals)
+        return vals
+
+    def _node(self, key, stage, v):
+        kind, l = key
+        spec = self.spec
+        if kind == "L":
+            return np.asarray(loss_np(spec, v[("a", spec.depth)], v[("y", None)]))
+        layer = spec.layers[l - 1] if l else None
+        axis = 1 if layer is not None and layer.norm == "batch" else 0
+        if kind == "mu":
+            return v[("z", l)].mean(axis=axis, keepdims=True)
+        if kind == "var":
+            return ((v[("z", l)] - v[("mu", l)]) ** 2).mean(axis=axis, keepdims=True)
+        if kind == "zhat":
+            return (v[("z", l)] - v[("mu", l)]) / np.sqrt(v[("var", l)] + float(layer.eps))
+        x = v[(stage.inp, l if stage.inp != "a" else l - 1)]
+        if stage.kind == "linear":
+            z = v[("W", l)] @ x
+            return z + v[("b", l)] if layer.bias else z
+        if stage.kind == "norm":
+            return v[("gamma", l)] * v[("zhat", l)] + v[("beta", l)]
+        if stage.kind == "act":
+            return activation_np(self.table, l)(x)
+        if stage.kind == "dropout":
+            return v[("r", l)] * x / (1.0 - float(layer.dropout))
+        if stage.kind == "skip":
+            return x + v[("a", spec.source_of(l))]
+        raise ValueError(stage.kind)
+
+    def kink_distance(self, values: dict) -> float:
+        spec, worst = self.spec, np.inf
+        for l, layer in enumerate(spec.layers, start=1):
+            if layer.activation in ("relu", "leaky_relu"):
+                pre = values[("u", l)] if layer.norm else values[("z", l)]
+                worst = min(worst, float(np.abs(pre).min()))
+        out, y = values[("a", spec.depth)], self.leaves[("y", None)]
+        if spec.loss.kind == "huber":
+            worst = min(worst, float(np.abs(np.abs(out - y) - float(spec.loss.delta)).min()))
+        if spec.loss.kind == "hinge":
+            margins = out - (y * out).sum(axis=0, keepdims=True) + float(spec.loss.margin)
+            worst = min(worst, float(np.abs(margins[y == 0]).min()))
+        return worst
+
+    # --------------------------------------------------------------- derivatives
+    def moved(self, den: tuple, den_entry: tuple, step: float) -> dict:
+        """Every value after one entry of a node or leaf is moved by `step` and the later nodes recomputed."""
+        order = self.order()
+        start = order.index(den) + 1 if den in order else 0
+        moved = dict(self.values)
+        moved.update({k: v for k, v in self.leaves.items() if k not in moved})
+        moved[den] = moved[den].copy()
+        moved[den][den_entry] += step
+        leaves = {k: (moved[k] if k == den else v) for k, v in self.leaves.items()}
+        return self.forward(leaves, start, moved)
+
+    def derivative(self, num: tuple, num_entry: tuple, den: tuple, den_entry: tuple) -> float:
+        """d num[num_entry] / d den[den_entry] by a central difference through the forward pass."""
+        out = [float(np.asarray(self.moved(den, den_entry, sign * EPS)[num])[num_entry]) for sign in (1.0, -1.0)]
+        return (out[0] - out[1]) / (2 * EPS)
+
+    def gradient(self, den: tuple) -> np.ndarray:
+        """dL / d den, every entry (kept: delta^l is read many times)."""
+        if den in self._gradients:
+            return self._gradients[den]
+        value = self.values[den] if den in self.values else self.leaves[den]
+        grad = np.zeros_like(value)
+        for entry in itertools.product(*(range(s) for s in value.shape)):
+            grad[entry] = self.derivative(("L", None), (), den, entry)
+        self._gradients[den] = grad
+        return grad
+
+
+class EvaluationError(Exception):
+    pass
+
+
+class Evaluator:
+    """The value of a step expression at an instance, with integer values for the free indices.
+    `known` gives values for matrix derivatives dL/dX (the cross-check feeds the engine's own results
+    back; the step checks leave it empty, so every derivative is a central difference)."""
+
+    def __init__(self, inst: Instance, bindings: dict | None = None, known: dict | None = None,
+                 values: dict | None = None):
+        self.inst, self.bindings, self.known = inst, dict(bindings or {}), known if known is not None else {}
+        self.table = inst.table
+        self.values = values if values is not None else inst.values     # a moved forward pass, inside a derivative
+
+    def __call__(self, e):
+        return self._eval(e)
+
+    def _key(self, name: str) -> tuple:
+        atom = self.table.atom(name)
+        return (atom.kind, atom.layer)
+
+    def _value(self, key):
+        if key[0] == "y":
+            return self.inst.leaves[key]
+        if key in self.values:
+            return self.values[key]
+        if key[0] == "delta":          # delta^l is dL/dz^l: the engine's value in the cross-check, else numbers
+            return self.known.get(("z", key[1])) if ("z", key[1]) in self.known else self.inst.gradient(("z", key[1]))
+        return self.inst.values[key]
+
+    def _index(self, i) -> int:
+        value = self._eval(i)
+        if abs(value - round(value)) > 1e-9:
+            raise EvaluationError(f"index {i} is not an integer")
+        return int(round(value))
+
+    def _entry(self, e: sp.Indexed) -> tuple[tuple, tuple]:
+        key = self._key(e.base.label.name)
+        value = self._value(key)
+        idx = [self._index(i) - 1 for i in e.indices]
+        if value.ndim == 2 and len(idx) == 1:        # a vector: per unit (n x 1) or per sample (1 x m)
+            idx = [idx[0], 0] if value.shape[1] == 1 else [0, idx[0]]
+        return key, tuple(idx)
+
+    def _eval(self, e):
+        if isinstance(e, MatrixExpr):
+            return self._matrix(e)
+        if e.is_Number:
+            return float(e)
+        if isinstance(e, sp.Symbol):
+            if e in self.bindings:
+                return float(self.bindings[e])
+            if e in self.inst.symbols:
+                return float(self.inst.symbols[e])
+            if e.name == "L":
+                return float(self.values[("L", None)])
+            raise EvaluationError(f"no value for {e}")
+        if isinstance(e, sp.Indexed):
+            key, idx = self._entry(e)
+            return float(self._value(key)[idx])
+        if isinstance(e, sp.Add):
+            return sum(self._eval(a) for a in e.args)
+        if isinstance(e, sp.Mul):
+            out = 1.0
+            for a in e.args:
+                out *= self._eval(a)
+            return out
+        if isinstance(e, sp.Pow):
+            return self._eval(e.base) ** self._eval(e.exp)
+        if isinstance(e, sp.Sum):
+            return self._sum(e)
+        if isinstance(e, sp.KroneckerDelta):
+            return 1.0 if self._index(e.args[0]) == self._index(e.args[1]) else 0.0
+        if isinstance(e, Partial):
+            return self._partial(e)
+        if isinstance(e, sp.Piecewise):
+            for value, cond in e.args:
+                if cond == sp.true or bool(self._condition(cond)):
+                    return self._eval(value)
+            raise EvaluationError("no piece applies")
+        if isinstance(e, (sp.Max, sp.Min)):
+            values = [self._eval(a) for a in e.args]
+            return max(values) if isinstance(e, sp.Max) else min(values)
+        if isinstance(e, sp.Abs):
+            return abs(self._eval(e.args[0]))
+        if isinstance(e, sp.Function):
+            return float(self._function(type(e).__name__, np.asarray([[self._eval(a) for a in e.args]]))[0, 0])
+        raise EvaluationError(f"cannot evaluate {type(e).__name__}")
+
+    def _condition(self, cond):
+        if isinstance(cond, sp.core.relational.Relational):
+            lhs, rhs = self._eval(cond.lhs), self._eval(cond.rhs)
+            return {"<=": lhs <= rhs, "<": lhs < rhs, ">=": lhs >= rhs, ">": lhs > rhs}[cond.rel_op]
+        raise EvaluationError(f"cannot evaluate the condition {cond}")
+
+    def _function(self, name: str, x: np.ndarray) -> np.ndarray:
+        if name.startswith("act_") or name.startswith("actprime_"):
+            kind, _, l = name.partition("_")
+            return activation_np(self.table, int(l), derivative=kind == "actprime")(x)
+        table = {"exp": np.exp, "log": np.log, "step": lambda v: (v > 0).astype(float),
+                 "reciprocal": lambda v: 1.0 / v}
+        if name == "clip":             # r limited to [-kappa, kappa], kappa the Huber threshold
+            kappa = float(self.inst.spec.loss.delta)
+            return np.clip(x, -kappa, kappa)
+        if name == "softmax":
+            return _softmax(x)
+        if name == "log_softmax":
+            return x - _logsumexp(x)
+        if name == "sign":
+            return np.sign(x)
+        if name not in table:
+            raise EvaluationError(f"unknown function {name}")
+        return table[name](x)
+
+    def _sum(self, e: sp.Sum):
+        (var, low, high), rest = e.limits[0], e.limits[1:]
+        body = sp.Sum(e.function, *rest) if rest else e.function
+        total = 0.0
+        for value in range(self._index(low), self._index(high) + 1):
+            inner = Evaluator(self.inst, {**self.bindings, var: value}, self.known, self.values)
+            total += inner._eval(body)
+        return total
+
+    def _partial(self, e: Partial) -> float:
+        den = e.den
+        if not isinstance(den, sp.Indexed):
+            raise EvaluationError("a derivative by something other than an entry")
+        den_key, den_idx = self._entry(den)
+        if isinstance(e.num, sp.Symbol) and e.num.name == "L":
+            num_key, num_idx = ("L", None), ()
+        elif isinstance(e.num, sp.Indexed):
+            num_key, num_idx = self._entry(e.num)
+        else:      # a formula: its value after the entry is moved and the forward pass recomputed
+            out = [Evaluator(self.inst, self.bindings, self.known, self.inst.moved(den_key, den_idx, sign * EPS))
+                   ._eval(e.num) for sign in (1.0, -1.0)]
+            return (out[0] - out[1]) / (2 * EPS)
+        return self.inst.derivative(num_key, num_idx, den_key, den_idx)
+
+    # ------------------------------------------------------------------ matrices
+    def _shape(self, e) -> tuple[int, int]:
+        return tuple(int(round(self._eval(d))) for d in e.shape)
+
+    def _matrix(self, e) -> np.ndarray:
+        if isinstance(e, sp.MatrixSymbol):
+            key = self._key(e.name)
+            return np.asarray(self._value(key), dtype=float)
+        if isinstance(e, MatPartial):
+            key = self._key(e.den.name)
+            if key in self.known:
+                return self.known[key]
+            return self.inst.gradient(key)
+        if isinstance(e, sp.MatMul):
+            out = None
+            scalar = 1.0
+            for a in e.args:
+                if isinstance(a, MatrixExpr):
+                    v = self._matrix(a)
+                    out = v if out is None else out @ v
+                else:
+                    scalar *= self._eval(a)
+            return scalar * out
+        if isinstance(e, sp.MatAdd):
+            return sum(self._matrix(a) for a in e.args)
+        if isinstance(e, sp.Transpose):
+            return self._matrix(e.arg).T
+        if isinstance(e, sp.HadamardProduct):
+            out = self._matrix(e.args[0])
+            for a in e.args[1:]:
+                out = out * self._matrix(a)
+            return out
+        if isinstance(e, sp.HadamardPower):
+            return self._matrix(e.base) ** self._eval(e.exp)
+        if isinstance(e, (sp.OneMatrix, sp.Identity)) and e.shape == (1, 1):
+            return np.ones((1, 1))
+        if isinstance(e, sp.OneMatrix):
+            return np.ones(self._shape(e))
+        if isinstance(e, sp.Identity):
+            return np.eye(self._shape(e)[0])
+        if isinstance(e, sp.ZeroMatrix):
+            return np.zeros(self._shape(e))
+        if isinstance(e, Elementwise):
+            return self._function(e.function, self._matrix(e.arg))
+        if isinstance(e, Diag):
+            return np.diag(self._matrix(e.vector).ravel())
+        raise EvaluationError(f"cannot evaluate the matrix expression {type(e).__name__}")

@@ -1,0 +1,256 @@
+"""Networks beyond the dense chain: layers with normalization, dropout and named skip connections,
+and the losses that go with them. A spec whose layers or loss use none of these stays a
+`derive.spec.NetworkSpec` (the dense chain); one that uses any of them is a `BlockSpec`.
+
+    layers:
+      - {units: 4, activation: relu, norm: batch, name: h1}
+      - {units: 4, activation: relu, skip: h1, dropout: 1/5}
+      - {units: 3, activation: identity}
+    loss: {kind: softmax_cross_entropy}
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
+
+from ..errors import SpecError
+from .. import spec as base
+
+# A layer: z = W a + b; [norm] u = gamma * normalize(z) + beta; h = f(u); [dropout] h~ = M * h / (1 - p);
+# [skip] a = h~ + a^(skip).
+BLOCK_LAYER_FIELDS = ("units", "activation", "bias", "slope", "name", "kind", "norm", "eps", "dropout", "skip")
+BLOCK_LOSS_FIELDS = ("kind", "scale", "reduction", "delta", "margin")
+KINDS = ("dense",)
+NORMS = ("batch", "layer")
+ACTIVATIONS = tuple(sorted(set(base.ACTIVATIONS) | {"log_softmax"}))
+VECTOR_ACTIVATIONS = ("softmax", "log_softmax")
+LOSSES = ("binary_cross_entropy", "cross_entropy", "hinge", "huber", "nll", "softmax_cross_entropy",
+          "squared_error")
+# the loss -> the output activations it is defined for (None: any entry-wise one)
+LOSS_OUTPUTS = {"cross_entropy": ("softmax",), "binary_cross_entropy": ("sigmoid",), "nll": ("log_softmax",),
+                "softmax_cross_entropy": ("identity",), "hinge": ("identity",), "huber": None,
+                "squared_error": None}
+NEW_LOSSES = ("hinge", "huber", "nll", "softmax_cross_entropy")
+DEFAULT_EPS = Fraction(1, 100000)
+INPUT_NAME = "input"
+
+
+@dataclass(frozen=True)
+class BlockLayer:
+    units: base.Size
+    activation: str = "sigmoid"
+    bias: bool = True
+    slope: Fraction | None = None
+    name: str = ""                   # for skip connections; "" when none is given
+    norm: str | None = None          # batch | layer
+    eps: Fraction = DEFAULT_EPS
+    dropout: Fraction | None = None  # the drop probability p; the mask M is given (a fixed 0/1 matrix)
+    skip: str | None = None          # a = h + a^(skip): the name of an earlier layer, or "input"
+
+
+@dataclass(frozen=True)
+class BlockLoss:
+    kind: str = "squared_error"
+    scale: Fraction | None = None
+    reduction: str = "mean"
+    delta: Fraction = Fraction(1)    # Huber: quadratic for |r| <= delta
+    margin: Fraction = Fraction(1)   # hinge: the margin Delta of the multiclass SVM loss
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    name: str
+    input: base.Size
+    layers: tuple[BlockLayer, ...]
+    loss: BlockLoss = field(default_factory=BlockLoss)
+    samples: base.Size = 1
+    title: str = ""
+    title_zh: str = ""
+    notation: str = "nielsen"
+
+    def __post_init__(self):
+        validate(self)
+
+    @property
+    def sizes(self) -> tuple[base.Size, ...]:
+        return (self.input, *(layer.units for layer in self.layers))
+
+    @property
+    def depth(self) -> int:
+        return len(self.layers)
+
+    @property
+    def is_concrete(self) -> bool:
+        return all(isinstance(s, int) for s in self.sizes) and isinstance(self.samples, int)
+
+    def source_of(self, l: int) -> int | None:
+        """The layer whose output layer l adds (0 for the input), or None."""
+        skip = self.layers[l - 1].skip
+        if skip is None:
+            return None
+        if skip == INPUT_NAME:
+            return 0
+        return next(k for k, layer in enumerate(self.layers, start=1) if layer.name == skip)
+
+    def with_notation(self, notation: str) -> "BlockSpec":
+        return replace(self, notation=notation)
+
+
+def uses_blocks(data: dict) -> bool:
+    """Whether a spec mapping needs this engine: a field or value the dense chain does not have."""
+    layers = data.get("layers") if isinstance(data, dict) else None
+    loss = data.get("loss") if isinstance(data, dict) else None
+    kind = loss.get("kind") if isinstance(loss, dict) else loss
+    new_fields = set(BLOCK_LAYER_FIELDS) - set(base.LAYER_FIELDS)
+    return (isinstance(layers, list) and any(isinstance(l, dict) and (new_fields & set(l) or
+                                                                     l.get("activation") == "log_softmax")
+                                             for l in layers)) \
+        or kind in NEW_LOSSES or (isinstance(loss, dict) and bool({"delta", "margin"} & set(loss)))
+
+
+def from_mapping(data: dict) -> BlockSpec:
+    for key in data:
+        if key not in ("name", "title", "notation", "input", "layers", "loss", "samples"):
+            raise SpecError(str(key)[:40], base._short(data[key]),
+                            "no such field for a network with normalization, dropout, skips or the new losses; "
+                            "accepted: name, title, notation, input, layers, loss, samples")
+    for required in ("name", "input", "layers"):
+        if required not in data:
+            raise SpecError(required, None, "a value: this field is required")
+    if not isinstance(data["layers"], list):
+        raise SpecError("layers", base._short(data["layers"]), "a non-empty list of layers")
+    layers = tuple(_layer(raw, f"layers[{n}]") for n, raw in enumerate(data["layers"], start=1))
+    raw_loss = data.get("loss", {"kind": "squared_error"})
+    raw_loss = {"kind": raw_loss} if isinstance(raw_loss, str) else raw_loss
+    base._check_fields(raw_loss, BLOCK_LOSS_FIELDS, "loss")
+    loss = BlockLoss(kind=str(raw_loss.get("kind", "squared_error")),
+                     scale=base._number(raw_loss["scale"], "loss.scale") if "scale" in raw_loss else None,
+                     reduction=str(raw_loss.get("reduction", "mean")),
+                     delta=base._number(raw_loss.get("delta", 1), "loss.delta"),
+                     margin=base._number(raw_loss.get("margin", 1), "loss.margin"))
+    title, title_zh = data.get("title", ""), ""
+    if isinstance(title, dict):
+        unknown = [k for k in title if k not in ("en", "zh")]
+        if unknown:
+            raise SpecError(f"title.{unknown[0]}", None, "a language: en or zh")
+        title_zh = base._line_of_text(title.get("zh", ""), "title.zh")
+        title = base._line_of_text(title.get("en", ""), "title.en")
+    else:
+        title = base._line_of_text(title, "title")
+    from ..titles import split_title
+
+    for field_name, text in (("title", title), ("title.zh", title_zh)):
+        split_title(text, field_name)
+    name = data["name"]
+    return BlockSpec(name=str(name) if isinstance(name, (str, int)) and not isinstance(name, bool) else name,
+                     input=base._size(data["input"], "input"), layers=layers, loss=loss,
+                     samples=base._size(data.get("samples", 1), "samples"), title=title, title_zh=title_zh,
+                     notation=data.get("notation", "nielsen"))
+
+
+def _layer(raw, where: str) -> BlockLayer:
+    base._check_fields(raw, BLOCK_LAYER_FIELDS, where)
+    if "units" not in raw:
+        raise SpecError(f"{where}.units", None, "a positive integer or a symbol name: units is required")
+    kind = raw.get("kind", "dense")
+    if kind not in KINDS:
+        raise SpecError(f"{where}.kind", base._short(kind),
+                        "one of " + ", ".join(KINDS) + " (convolution, pooling, recurrent and attention layers "
+                        "are not derived yet)")
+    bias = raw.get("bias", True)
+    if not isinstance(bias, bool):
+        raise SpecError(f"{where}.bias", base._short(bias), "true or false")
+    name = raw.get("name", "")
+    if name != "" and (not isinstance(name, str) or not base.NAME_RE.match(name) or name == INPUT_NAME):
+        raise SpecError(f"{where}.name", base._short(name), "a name of letters, digits and _ (not 'input')")
+    skip = raw.get("skip")
+    if skip is not None and (not isinstance(skip, str) or not base.NAME_RE.match(skip)):
+        raise SpecError(f"{where}.skip", base._short(skip), "the name of an earlier layer, or input")
+    norm = raw.get("norm")
+    if norm is not None and norm not in NORMS:
+        raise SpecError(f"{where}.norm", base._short(norm), "batch or layer")
+    eps = base._number(raw["eps"], f"{where}.eps") if "eps" in raw else DEFAULT_EPS
+    if "eps" in raw and norm is None:
+        raise SpecError(f"{where}.eps", base._short(raw["eps"]), "an eps only with norm: batch or layer")
+    dropout = base._number(raw["dropout"], f"{where}.dropout") if "dropout" in raw else None
+    if dropout is not None and not dropout < 1:
+        raise SpecError(f"{where}.dropout", base._short(raw["dropout"]),
+                        "a drop probability p with 0 < p < 1 (the kept units are scaled by 1/(1 - p))")
+    act = raw.get("activation", "sigmoid")
+    if not isinstance(act, str):
+        raise SpecError(f"{where}.activation", base._short(act), "one of " + ", ".join(ACTIVATIONS))
+    slope = base._number(raw["slope"], f"{where}.slope") if "slope" in raw else None
+    return BlockLayer(units=base._size(raw["units"], f"{where}.units"), activation=act, bias=bias, slope=slope,
+                      name=name, norm=norm, eps=eps, dropout=dropout, skip=skip)
+
+
+def validate(spec: BlockSpec) -> None:
+    if not isinstance(spec.name, str) or not base.SPEC_NAME_RE.match(spec.name):
+        raise SpecError("name", spec.name, "letters, digits, '-' and '_' (it names the output files)")
+    if spec.notation != "nielsen":
+        raise SpecError("notation", spec.notation, "nielsen: networks with normalization, dropout, skips or the "
+                        "new losses are written in Nielsen's notation (column vectors, samples as columns)")
+    if not spec.layers:
+        raise SpecError("layers", [], "a non-empty list of layers")
+    if len(spec.layers) > base.MAX_LAYERS:
+        raise SpecError("layers", f"{len(spec.layers)} layers", f"at most {base.MAX_LAYERS} layers")
+    if isinstance(spec.samples, int) and spec.samples > base.MAX_SAMPLES:
+        raise SpecError("samples", spec.samples, f"at most {base.MAX_SAMPLES} numeric samples")
+    names: dict[str, int] = {}
+    for l, layer in enumerate(spec.layers, start=1):
+        where = f"layers[{l}]"
+        if layer.activation not in ACTIVATIONS:
+            raise SpecError(f"{where}.activation", layer.activation, "one of " + ", ".join(ACTIVATIONS))
+        if layer.activation in VECTOR_ACTIVATIONS and l != spec.depth:
+            raise SpecError(f"{where}.activation", layer.activation,
+                            "an entry-wise activation in a hidden layer (softmax and log_softmax only at the output)")
+        if layer.activation in VECTOR_ACTIVATIONS and layer.units == 1:
+            raise SpecError(f"{where}.units", 1, f"at least 2 units for {layer.activation}")
+        if layer.slope is not None and layer.activation != "leaky_relu":
+            raise SpecError(f"{where}.slope", str(layer.slope), "a slope only with activation leaky_relu")
+        if layer.norm == "batch" and spec.samples == 1:
+            raise SpecError(f"{where}.norm", "batch", "norm: batch only with a batch (samples: m or a number "
+                            "of at least 2): the mean and variance are over the samples")
+        if layer.norm == "layer" and layer.units == 1:
+            raise SpecError(f"{where}.norm", "layer", "norm: layer only with at least 2 units")
+        if l == spec.depth and (layer.norm or layer.dropout is not None or layer.skip):
+            field_name = "norm" if layer.norm else "dropout" if layer.dropout is not None else "skip"
+            raise SpecError(f"{where}.{field_name}", base._short(getattr(layer, field_name)),
+                            "no normalization, dropout or skip in the output layer (the loss reads its output)")
+        if layer.skip is not None:
+            if layer.skip != INPUT_NAME and layer.skip not in names:
+                raise SpecError(f"{where}.skip", layer.skip, "the name of an earlier layer (" +
+                                ", ".join(list(names) + [INPUT_NAME]) + ")")
+            source = 0 if layer.skip == INPUT_NAME else names[layer.skip]
+            if spec.sizes[source] != layer.units:
+                raise SpecError(f"{where}.skip", layer.skip, f"a layer of the same size: {layer.skip} has "
+                                f"{spec.sizes[source]} units, this layer {layer.units}")
+        if layer.name:
+            if layer.name in names:
+                raise SpecError(f"{where}.name", layer.name, "a name no other layer has")
+            names[layer.name] = l
+    loss = spec.loss
+    if loss.kind not in LOSSES:
+        raise SpecError("loss.kind", loss.kind, "one of " + ", ".join(LOSSES))
+    if loss.reduction not in base.REDUCTIONS:
+        raise SpecError("loss.reduction", loss.reduction, "one of " + ", ".join(base.REDUCTIONS))
+    output = spec.layers[-1]
+    allowed = LOSS_OUTPUTS[loss.kind]
+    if allowed is not None and output.activation not in allowed:
+        raise SpecError("loss.kind", loss.kind, f"the output activation {' or '.join(allowed)} for this loss; "
+                        f"the output layer uses {output.activation}")
+    if allowed is None and output.activation in VECTOR_ACTIVATIONS:
+        raise SpecError("loss.kind", loss.kind, f"an entry-wise output activation for this loss "
+                        f"(with {output.activation} use " + ("cross_entropy" if output.activation == "softmax"
+                                                              else "nll") + ")")
+    if loss.kind in ("hinge", "softmax_cross_entropy", "nll") and output.units == 1:
+        raise SpecError("loss.kind", loss.kind, "at least 2 output units (one per class)")
+    if loss.kind != "huber" and loss.delta != 1:
+        raise SpecError("loss.delta", str(loss.delta), "a delta only with the huber loss")
+    if loss.kind != "hinge" and loss.margin != 1:
+        raise SpecError("loss.margin", str(loss.margin), "a margin only with the hinge loss")
+    width = spec.samples if isinstance(spec.samples, int) else 1
+    for n, units in enumerate(spec.sizes):
+        if isinstance(units, int) and units * width > base.MAX_UNITS_TIMES_SAMPLES:
+            raise SpecError("input" if n == 0 else f"layers[{n}].units", units,
+                            f"at most {base.MAX_UNITS_TIMES_SAMPLES} units x samples per layer")
