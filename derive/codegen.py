@@ -156,6 +156,9 @@ HELPERS = {
 
 
 def generate(spec: NetworkSpec, layout: str = "column", dtype: str = "float64") -> str:
+    from .spec import require_dense
+
+    require_dense(spec, "derive codegen")
     if layout not in LAYOUTS:
         raise ValueError(f"layout {layout!r}; accepted: {', '.join(LAYOUTS)}")
     if dtype not in DTYPES:

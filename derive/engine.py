@@ -100,12 +100,9 @@ class NetworkDerivation:
 
 
 def derive(spec: NetworkSpec, levels: tuple[str, ...] | None = None) -> NetworkDerivation:
-    if not isinstance(spec, NetworkSpec):
-        from .errors import DeriveError
+    from .spec import require_dense
 
-        raise DeriveError(f"{spec.name}: this network has normalization, dropout, skips or one of the newer "
-                          "losses; derive build and derive check derive it, the other commands (verify, codegen, "
-                          "the library's gradient API and the web page) take dense chains only so far")
+    require_dense(spec, "the library's gradient API, verify and the web page")
     q = Quantities(spec)
     n_params = _parameter_count(spec)
     if levels is None:

@@ -82,6 +82,15 @@ class NetworkSpec:
         return replace(self, notation=notation)
 
 
+def require_dense(spec, what: str) -> None:
+    """The commands that take dense chains only so far say so by name, before any work."""
+    if not isinstance(spec, NetworkSpec):
+        from .errors import DeriveError
+
+        raise DeriveError(f"{spec.name}: this network has normalization, dropout, skips or one of the newer "
+                          f"losses; {what} takes dense chains only so far (derive build and derive check derive it)")
+
+
 def network(name: str, input: Size, layers: list, loss: str | dict | LossSpec = "squared_error",
             samples: Size = 1, title: str = "", notation: str = "nielsen", symbols: dict | None = None) -> NetworkSpec:
     """Python API: `network("xor", 2, [(4, "sigmoid"), (1, "sigmoid")], loss="squared_error")`."""

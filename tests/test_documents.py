@@ -17,7 +17,7 @@ from derive.pdf import compile_pdf, have_tex
 from derive.render import environment, escape_text, render_document, templates_dir
 from derive.steps import STEP_KINDS
 
-from conftest import IN_CI
+from conftest import IN_CI, dense_examples
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
@@ -85,7 +85,7 @@ def test_title_with_tex_specials_is_escaped_in_the_document():
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
-@pytest.mark.parametrize("spec", builtin_examples(), ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", dense_examples(), ids=lambda s: s.name)
 def test_golden_documents(spec, lang, update_golden):
     result = derive(spec)
     tex = render_document(result, check(result), lang)

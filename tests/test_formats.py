@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from conftest import dense_examples
 from derive.documents import build, builtin_examples
 from derive.formats import FormatError, markdown, md_prose
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 KATEX = Path("/usr/share/javascript/katex/katex.min.js")
-EXAMPLES = [spec.name for spec in builtin_examples()]
+EXAMPLES = [spec.name for spec in dense_examples()]
 SHOTS = Path(__file__).resolve().parent.parent / "output" / "screenshots"
 
 
@@ -25,7 +26,7 @@ def written(tmp_path_factory):
     """Every example in both languages, in every text form."""
     folder = tmp_path_factory.mktemp("forms")
     out = {}
-    for spec in builtin_examples():
+    for spec in dense_examples():
         for lang in ("en", "zh"):
             outcome = build(spec, folder, lang=lang, formats=("tex", "md", "html", "beamer", "body"))
             assert outcome.passed

@@ -18,7 +18,7 @@ from derive.readback import read_back
 from derive.render import render_document
 from derive.spec import loads
 
-from conftest import IN_CI
+from conftest import IN_CI, dense_examples
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -151,7 +151,7 @@ def test_titles_have_math_through_derive_grammar_and_a_chinese_form():
 ENGLISH_ALLOWED = {"derive", "verify", "sigmoid", "softmax", "NumPy", "ReLU", "MLP", "Rashid", "PyTorch"}
 
 
-@pytest.mark.parametrize("spec", builtin_examples(), ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", dense_examples(), ids=lambda s: s.name)
 def test_chinese_documents_have_no_english_prose(spec):
     """Outside mathematics and commands, a Chinese document has Chinese words (a few names excepted)."""
     tex = render_document(derive(spec), check(derive(spec)), "zh")
@@ -167,7 +167,7 @@ def test_chinese_documents_have_no_english_prose(spec):
 
 @pytest.mark.pdf
 @pytest.mark.parametrize("lang", ["en", "zh"])
-@pytest.mark.parametrize("spec", builtin_examples(), ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", dense_examples(), ids=lambda s: s.name)
 def test_pdfs_are_half_as_long_with_vector_fonts_and_no_overfull_box(spec, lang, tmp_path):
     needs_tools("latexmk", "pdffonts", "pdfinfo", "pdftotext")
     outcome = build(spec, tmp_path, lang=lang, pdf=True)

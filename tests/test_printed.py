@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import dense_examples
 from hypothesis import HealthCheck, given, settings
 
 from derive import network
@@ -44,7 +46,7 @@ def test_every_printed_equation_of_a_random_network_reads_back_true(spec):
         assert report.passed, [(j.equation.line, j.status, j.message, j.equation.text) for j in report.failures]
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in EXAMPLES.glob("*.yaml")))
+@pytest.mark.parametrize("name", sorted(s.name for s in dense_examples()))
 def test_every_example_reads_back_in_full(name):
     result, tex = document(example(name))
     report = read_back(result, tex)

@@ -19,7 +19,8 @@ BAD = [
     ("name: t\ninput: 2\nlayers: [{units: 2, activation: sigmoid}\n", "YAML", "well-formed YAML"),
     (GOOD + "colour: red\n", "colour", "accepted fields"),
     (GOOD.replace("tanh", "swish"), "layers[1].activation", "relu"),
-    (GOOD.replace("squared_error", "hinge"), "loss.kind", "cross_entropy"),
+    (GOOD.replace("squared_error", "kullback_leibler"), "loss.kind", "cross_entropy"),
+    (GOOD.replace("squared_error", "hinge"), "loss.kind", "identity"),      # a newer loss: it needs logits
     (GOOD.replace("units: 3", "units: 0"), "layers[1].units", "positive integer"),
     (GOOD.replace("units: 3", "units: 2.5"), "layers[1].units", "positive integer"),
     (GOOD.replace("units: 3", "units: -4"), "layers[1].units", "positive integer"),
@@ -31,7 +32,7 @@ BAD = [
      "loss.kind", "sigmoid or softmax"),
     (GOOD + "samples: 0\n", "samples", "positive integer"),
     (GOOD + "notation: leibniz\n", "notation", "nielsen"),
-    (GOOD.replace("{units: 3, activation: tanh}", "{units: 3, activation: tanh, dropout: 0.5}"), "layers[1].dropout", "units"),
+    (GOOD.replace("{units: 3, activation: tanh}", "{units: 3, activation: tanh, dropuot: 0.5}"), "layers[1].dropuot", "units"),
     ("- just\n- a list\n", "spec", "mapping"),
     (GOOD.replace("name: t", "name: ../etc"), "name", "letters"),
     (GOOD.replace("input: 2", "input: __import__('os')"), "input", "symbol name"),

@@ -29,8 +29,13 @@ def spec_of(payload: dict):
     if example:
         if example not in example_names():
             raise RequestError(f"example {example!r} is not a built-in example; accepted: {', '.join(example_names())}")
-        return loads(example_text(example), f"{example}.yaml")
-    return loads(text, "spec")
+        spec = loads(example_text(example), f"{example}.yaml")
+    else:
+        spec = loads(text, "spec")
+    from ..spec import require_dense
+
+    require_dense(spec, "the web page")
+    return spec
 
 
 def _derived(payload: dict, levels=None):

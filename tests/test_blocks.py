@@ -1,0 +1,291 @@
+"""Networks with normalization, dropout, skips and the newer losses (derive/blocks): random networks against
+independent oracles (central differences of a NumPy forward pass; PyTorch's autograd through
+F.batch_norm, F.layer_norm and torch's own losses when torch is installed), step checks that catch a
+broken step, spec errors that name the field, the CLI, golden documents and their PDFs."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from derive.blocks import check_blocks, derive_blocks, from_mapping
+from derive.blocks.check import check_step, cross_check, engine_gradients
+from derive.blocks.document import render_blocks
+from derive.blocks.numbers import Instance
+from derive.errors import SpecError
+from derive.spec import NetworkSpec, loads
+
+HERE = Path(__file__).resolve().parent
+EXAMPLES = HERE.parent / "examples"
+GOLDEN = HERE / "golden"
+HIDDEN = ("relu", "leaky_relu", "tanh", "sigmoid", "softplus", "identity")
+OUTPUT_OF = {"squared_error": ("identity", "sigmoid", "tanh"), "huber": ("identity", "tanh"),
+             "cross_entropy": ("softmax",), "binary_cross_entropy": ("sigmoid",), "nll": ("log_softmax",),
+             "softmax_cross_entropy": ("identity",), "hinge": ("identity",)}
+TORCH_NETWORKS = 300
+
+
+def random_mapping(rng: np.random.Generator, samples=None) -> dict:
+    """A random network: every stage and loss drawn, skips between layers of the same size."""
+    depth = int(rng.integers(1, 5))
+    width = int(rng.integers(2, 5))
+    samples = samples if samples is not None else int(rng.integers(2, 6))
+    layers, sizes = [], [int(rng.integers(2, 5))]
+    for l in range(1, depth):
+        units = width if rng.random() < 0.7 else int(rng.integers(2, 5))
+        layer = {"units": units, "activation": str(rng.choice(HIDDEN)), "name": f"h{l}", "bias": bool(rng.random() < 0.7)}
+        if layer["activation"] == "leaky_relu":
+            layer["slope"] = "1/10"
+        norm = rng.choice(["none", "batch", "layer"])
+        if norm != "none":
+            layer["norm"] = str(norm)
+        if rng.random() < 0.4:
+            layer["dropout"] = str(rng.choice(["1/5", "1/2"]))
+        earlier = [("input" if k == 0 else f"h{k}") for k in range(l) if sizes[k] == units]
+        if earlier and rng.random() < 0.6:
+            layer["skip"] = str(rng.choice(earlier))
+        layers.append(layer)
+        sizes.append(units)
+    loss = str(rng.choice(sorted(OUTPUT_OF)))
+    outputs = int(rng.integers(2, 5))
+    layers.append({"units": outputs, "activation": str(rng.choice(OUTPUT_OF[loss]))})
+    kind = {"kind": loss, "reduction": str(rng.choice(["mean", "sum"]))}
+    if loss == "huber":
+        kind["delta"] = "1/2"
+    return {"name": "random", "input": sizes[0], "samples": samples, "layers": layers, "loss": kind}
+
+
+# ------------------------------------------------------------------ the oracles
+
+def numpy_oracle_agrees(mapping) -> float:
+    """The derived matrix formulas, run backward, against central differences of the loss (every entry)."""
+    result = derive_blocks(from_mapping(mapping), levels=("matrix",))
+    inst = Instance(result.table, seed=7)
+    grads = engine_gradients(result, inst)
+    worst = 0.0
+    for name, g in grads.items():
+        kind = name.rstrip("0123456789")
+        numeric = inst.gradient((kind, int(name[len(kind):])))
+        worst = max(worst, float(np.max(np.abs(numeric - g) / (1e-5 + 1e-3 * np.abs(numeric)))))
+    return worst
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 10 ** 6))
+def test_random_networks_match_central_differences(seed):
+    assert numpy_oracle_agrees(random_mapping(np.random.default_rng(seed))) <= 1.0
+
+
+def torch_loss(torch, spec, leaves, params):
+    """The network's loss written independently in PyTorch (float64), from torch's own layers and losses."""
+    F = torch.nn.functional
+    t = lambda key: torch.tensor(leaves[key], dtype=torch.float64)
+    a = {0: t(("a", 0))}
+    x = a[0]
+    for l, layer in enumerate(spec.layers, start=1):
+        z = params[f"W{l}"] @ x + (params[f"b{l}"] if layer.bias else 0)
+        if layer.norm == "batch":
+            z = F.batch_norm(z.T, None, None, params[f"gamma{l}"][:, 0], params[f"beta{l}"][:, 0], training=True,
+                             eps=float(layer.eps)).T
+        elif layer.norm == "layer":
+            z = F.layer_norm(z.T, (z.shape[0],), params[f"gamma{l}"][:, 0], params[f"beta{l}"][:, 0],
+                             eps=float(layer.eps)).T
+        act = {"relu": F.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "softplus": F.softplus,
+               "identity": lambda v: v, "softmax": lambda v: torch.softmax(v, dim=0),
+               "log_softmax": lambda v: torch.log_softmax(v, dim=0),
+               "leaky_relu": lambda v: F.leaky_relu(v, float(layer.slope or 0.01))}[layer.activation]
+        h = act(z)
+        if layer.dropout is not None:
+            h = t(("r", l)) * h / (1 - float(layer.dropout))
+        if layer.skip:
+            h = h + a[spec.source_of(l)]
+        a[l] = x = h
+    y = t(("y", None))
+    m = y.shape[1]
+    c = 1.0 / m if spec.loss.reduction == "mean" else 1.0
+    target = y.argmax(dim=0)
+    kind = spec.loss.kind
+    if kind == "squared_error":
+        total = 0.5 * ((x - y) ** 2).sum()
+    elif kind == "huber":
+        total = F.huber_loss(x, y, reduction="sum", delta=float(spec.loss.delta))
+    elif kind == "cross_entropy":
+        total = -(y * torch.log(x)).sum()
+    elif kind == "binary_cross_entropy":
+        total = F.binary_cross_entropy(x, y, reduction="sum")
+    elif kind == "nll":
+        total = F.nll_loss(x.T, target, reduction="sum")
+    elif kind == "softmax_cross_entropy":
+        total = F.cross_entropy(x.T, target, reduction="sum")
+    else:       # torch averages the multiclass margin loss over the classes
+        total = F.multi_margin_loss(x.T, target, margin=float(spec.loss.margin), reduction="sum") * x.shape[0]
+    return c * total
+
+
+def test_random_networks_match_pytorch_autograd():
+    torch = pytest.importorskip("torch")
+    worst, checked = 0.0, 0
+    for seed in range(TORCH_NETWORKS):
+        spec = from_mapping(random_mapping(np.random.default_rng(10_000 + seed)))
+        result = derive_blocks(spec, levels=("matrix",))
+        inst = Instance(result.table, seed=seed)
+        ours = engine_gradients(result, inst)
+        params = {name: torch.tensor(inst.leaves[(name.rstrip("0123456789"), int(name.lstrip("abcdefghijklmnopqrstuvwxyzW")))],
+                                     dtype=torch.float64, requires_grad=True) for name in result.parameters}
+        torch_loss(torch, spec, inst.leaves, params).backward()
+        for name, tensor in params.items():
+            theirs = tensor.grad.numpy()
+            error = float(np.max(np.abs(theirs - ours[name]) / (1e-9 + 1e-7 * np.abs(theirs))))
+            assert error <= 1.0, (seed, name, spec, np.abs(theirs - ours[name]).max())
+            worst = max(worst, float(np.abs(theirs - ours[name]).max()))
+        checked += 1
+    print(f"\n{checked} random networks against PyTorch autograd; worst absolute error {worst:.1e}")
+    assert checked == TORCH_NETWORKS
+
+
+# --------------------------------------------------------------- the step checks
+
+BN = {"name": "bn", "input": 3, "samples": 4, "layers": [
+    {"units": 3, "activation": "tanh", "norm": "batch", "name": "h1"},
+    {"units": 3, "activation": "relu", "norm": "layer", "skip": "h1", "dropout": "1/4"},
+    {"units": 2, "activation": "softmax"}], "loss": "cross_entropy"}
+
+
+def test_every_step_of_every_stage_checks_out_and_is_checked_at_points():
+    result = derive_blocks(from_mapping(BN))
+    report = check_blocks(result)
+    assert report.passed and report.steps_failed == 0
+    assert all(s.points > 0 for s in report.steps)
+    kinds = {d.topic for d in result.derivations}
+    assert kinds >= {"loss", "act", "norm", "zhat", "gamma", "beta", "dropout", "skip", "weight", "bias", "input"}
+
+
+def _broken(step, rhs):
+    return type(step)(step.lhs, rhs, step.level, step.free, step.facts)
+
+
+@pytest.mark.parametrize("topic,layer", [("norm", 1), ("norm", 2), ("input", 2), ("dropout", 2), ("gamma", 1)])
+def test_a_broken_step_fails_its_check(topic, layer):
+    """Each derivation's last step with one term dropped or a factor changed no longer checks out."""
+    import sympy as sp
+
+    result = derive_blocks(from_mapping(BN))
+    inst = [Instance(result.table, seed) for seed in (0, 1)]
+    for level in ("index", "matrix"):
+        step = result.get(topic, layer, level).result
+        rhs = step.rhs
+        if isinstance(rhs, sp.Add) or isinstance(rhs, sp.MatAdd):
+            broken = type(rhs)(*rhs.args[1:])          # one term dropped
+        else:
+            broken = 2 * rhs
+        assert check_step(step, inst, "x", 1, np.random.default_rng(0)).passed
+        assert not check_step(_broken(step, broken), inst, "x", 1, np.random.default_rng(0)).passed, (topic, level)
+
+
+def test_the_three_term_formula_is_derived_not_written_in():
+    result = derive_blocks(from_mapping(BN))
+    steps = result.get("norm", 1, "index").steps
+    assert len(steps) >= 12                         # chain rule, the quotient, the mean and variance, the collapse
+    kinds = [s.kind for s in steps]
+    assert kinds[:2] == ["delta_definition", "chain_rule"] and "kronecker_collapse" in kinds
+
+
+def test_the_skip_gives_the_skipped_layer_two_terms():
+    result = derive_blocks(from_mapping(BN))
+    matrix = result.get("input", 2, "matrix").result.rhs
+    from derive.blocks.symbols import BlockPrinter
+
+    text = BlockPrinter(result.table).doprint(matrix)
+    assert text == r"\left(W^{2}\right)^{T} \Delta^{2} + \frac{\partial L}{\partial A^{2}}", text
+
+
+# ------------------------------------------------------------------- the spec
+
+@pytest.mark.parametrize("change,field,words", [
+    (lambda m: m["layers"][1].update(skip="nowhere"), "layers[2].skip", "the name of an earlier layer"),
+    (lambda m: m["layers"][1].update(units=5), "layers[2].skip", "a layer of the same size"),
+    (lambda m: m.update(samples=1), "layers[1].norm", "only with a batch"),
+    (lambda m: m["layers"][0].update(activation="softmax"), "layers[1].activation", "an entry-wise activation"),
+    (lambda m: m.update(loss="nll"), "loss.kind", "log_softmax"),
+    (lambda m: m["layers"][0].update(kind="conv2d"), "layers[1].kind", "not derived yet"),
+    (lambda m: m["layers"][0].update(dropout=1), "layers[1].dropout", "0 < p < 1"),
+    (lambda m: m["layers"][2].update(norm="batch"), "layers[3].norm", "output layer"),
+    (lambda m: m["layers"][0].update(eps="1e-5", norm=None), "layers[1].eps", "only with norm"),
+    (lambda m: m.update(notation="ng"), "notation", "nielsen"),
+])
+def test_bad_combinations_name_the_field(change, field, words):
+    import copy
+
+    mapping = copy.deepcopy(BN)
+    change(mapping)
+    mapping["layers"] = [{k: v for k, v in l.items() if v is not None} for l in mapping["layers"]]
+    with pytest.raises(SpecError) as caught:
+        from_mapping(mapping)
+    assert caught.value.field == field and words in str(caught.value), str(caught.value)
+
+
+def test_dense_specs_stay_dense_and_the_new_fields_select_the_new_engine():
+    dense = loads("name: d\ninput: 2\nlayers: [{units: 2, activation: sigmoid}]\n")
+    assert isinstance(dense, NetworkSpec)
+    block = loads("name: d\ninput: 2\nsamples: 3\nlayers: [{units: 2, activation: relu, norm: batch}, {units: 2}]\n")
+    assert not isinstance(block, NetworkSpec) and block.layers[0].norm == "batch"
+
+
+# --------------------------------------------------------------------- the CLI
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "derive.cli", *args], capture_output=True, text=True,
+                          cwd=HERE.parent, timeout=600)
+
+
+def test_cli_checks_a_block_example_and_refuses_what_it_cannot_do_yet(tmp_path):
+    proc = run("check", str(EXAMPLES / "batchnorm_mlp.yaml"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["passed"] and report["steps_checked"] > 100 and set(report["parameters"]) >= {"gamma1", "beta2"}
+    proc = run("build", str(EXAMPLES / "batchnorm_mlp.yaml"), "-o", str(tmp_path), "--format", "md")
+    assert proc.returncode == 2 and "not available yet" in proc.stderr and "Traceback" not in proc.stderr
+    assert not list(tmp_path.iterdir())
+    proc = run("codegen", str(EXAMPLES / "residual_dropout.yaml"), "-o", str(tmp_path / "m.py"))
+    assert proc.returncode == 2 and "takes dense chains only" in proc.stderr and "Traceback" not in proc.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: b\ninput: 2\nsamples: 2\nlayers: [{units: 2, skip: h9}, {units: 2}]\n")
+    proc = run("check", str(bad))
+    assert proc.returncode == 2 and "layers[1].skip" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# ---------------------------------------------------------------- the documents
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+@pytest.mark.parametrize("name", ["batchnorm_mlp", "residual_dropout"])
+def test_golden_block_documents(name, lang, update_golden):
+    spec = loads((EXAMPLES / f"{name}.yaml").read_text(), name)
+    result = derive_blocks(spec)
+    tex = render_blocks(result, check_blocks(result), lang)
+    path = GOLDEN / f"{name}.{lang}.tex"
+    noise = re.compile(r"\d\.\de-\d\d")
+    if update_golden or not path.exists():
+        path.write_text(tex, encoding="utf-8")
+        if not update_golden:
+            pytest.fail(f"golden file {path.name} was missing and has been written; run again")
+    assert noise.sub("<err>", tex) == noise.sub("<err>", path.read_text(encoding="utf-8")), \
+        f"{path.name} differs; if the change is intended, run pytest --update-golden"
+    assert r"\gamma^{" in tex and r"\stepnote" in tex
+
+
+def test_chinese_block_documents_have_no_english_prose():
+    spec = loads((EXAMPLES / "batchnorm_mlp.yaml").read_text(), "bn")
+    result = derive_blocks(spec)
+    tex = render_blocks(result, check_blocks(result), "zh")
+    body = tex[tex.index(r"\begin{document}"):]
+    body = re.sub(r"\\begin\{(align\*|equation\*)\}.*?\\end\{\1\}|\$[^$]*\$", " ", body, flags=re.S)
+    body = re.sub(r"\\begin\{tabular\}\{[a-z]+\}|\\[A-Za-z]+\*?(\{[a-z*]+\})?", " ", body)
+    words = {w for w in re.findall(r"[A-Za-z]{3,}", body)} - {"dropout", "relu", "softmax", "tanh", "log"}
+    assert not words, sorted(words)
