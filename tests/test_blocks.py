@@ -32,8 +32,40 @@ OUTPUT_OF = {"squared_error": ("identity", "sigmoid", "tanh"), "huber": ("identi
 TORCH_NETWORKS = 300
 
 
+def random_sequence(rng: np.random.Generator) -> dict:
+    """A random sequence network: a recurrent or attention layer (or both), dense layers per step."""
+    width, steps = int(rng.integers(2, 5)), int(rng.integers(2, 5))
+    layers, size = [], int(rng.integers(2, 5))
+    first = size
+    for l in range(1, int(rng.integers(1, 3)) + 1):
+        kind = str(rng.choice(["rnn", "attention"]))
+        if kind == "rnn":
+            layers.append({"kind": "rnn", "units": width, "activation": str(rng.choice(["tanh", "sigmoid", "relu"])),
+                           "bias": bool(rng.random() < 0.8), "name": f"h{l}"})
+        else:
+            layer = {"kind": "attention", "units": size, "key": int(rng.integers(1, 4)), "name": f"h{l}"}
+            if rng.random() < 0.6:
+                layer["skip"] = "input" if l == 1 else f"h{l - 1}"
+            layers.append(layer)
+            width = size
+        size = width
+    if rng.random() < 0.5:
+        layers.append({"units": width, "activation": str(rng.choice(HIDDEN)), "norm": "layer"}
+                      if rng.random() < 0.5 else {"units": width, "activation": "tanh"})
+    loss = str(rng.choice(["squared_error", "cross_entropy", "softmax_cross_entropy"]))
+    layers.append({"units": int(rng.integers(2, 4)), "activation": OUTPUT_OF[loss][0]})
+    for layer in layers:
+        if layer.get("activation") == "leaky_relu":
+            layer["slope"] = "1/10"
+    return {"name": "sequence", "input": first, "steps": steps, "layers": layers,
+            "loss": {"kind": loss, "reduction": str(rng.choice(["mean", "sum"]))}}
+
+
 def random_mapping(rng: np.random.Generator, samples=None) -> dict:
-    """A random network: every stage and loss drawn, skips between layers of the same size."""
+    """A random network: every stage and loss drawn, skips between layers of the same size; one in four
+    is a sequence network with recurrent or attention layers."""
+    if samples is None and rng.random() < 0.25:
+        return random_sequence(rng)
     depth = int(rng.integers(1, 5))
     width = int(rng.integers(2, 5))
     samples = samples if samples is not None else int(rng.integers(2, 6))
@@ -90,6 +122,30 @@ def torch_loss(torch, spec, leaves, params):
     a = {0: t(("a", 0))}
     x = a[0]
     for l, layer in enumerate(spec.layers, start=1):
+        if layer.kind == "attention":        # torch's own attention, tokens as rows
+            q, k, v = (params[f"{name}{l}"] @ x for name in ("WQ", "WK", "WV"))
+            h = F.scaled_dot_product_attention(q.T[None], k.T[None], v.T[None])[0].T
+            if layer.skip:
+                h = h + a[spec.source_of(l)]
+            a[l] = x = h
+            continue
+        if layer.kind == "rnn":              # torch.nn.RNN with derive's W, U and b (b_hh = 0)
+            rnn = torch.nn.RNN(x.shape[0], params[f"W{l}"].shape[0], nonlinearity=layer.activation if
+                               layer.activation in ("tanh", "relu") else "tanh", bias=layer.bias).double()
+            if layer.activation == "sigmoid":       # nn.RNN has tanh and relu; the sigmoid cell by hand
+                state, outs = torch.zeros(params[f"W{l}"].shape[0], 1, dtype=torch.float64), []
+                for step in range(x.shape[1]):
+                    state = torch.sigmoid(params[f"W{l}"] @ x[:, step:step + 1] + params[f"U{l}"] @ state +
+                                          (params[f"b{l}"] if layer.bias else 0))
+                    outs.append(state)
+                a[l] = x = torch.cat(outs, dim=1)
+                continue
+            weights = {"weight_ih_l0": params[f"W{l}"], "weight_hh_l0": params[f"U{l}"]}
+            if layer.bias:
+                weights |= {"bias_ih_l0": params[f"b{l}"][:, 0], "bias_hh_l0": torch.zeros_like(params[f"b{l}"][:, 0])}
+            out, _ = torch.func.functional_call(rnn, weights, (x.T[:, None, :],))
+            a[l] = x = out[:, 0, :].T
+            continue
         z = params[f"W{l}"] @ x + (params[f"b{l}"] if layer.bias else 0)
         if layer.norm == "batch":
             z = F.batch_norm(z.T, None, None, params[f"gamma{l}"][:, 0], params[f"beta{l}"][:, 0], training=True,
@@ -129,6 +185,11 @@ def torch_loss(torch, spec, leaves, params):
     return c * total
 
 
+def _key(name: str) -> tuple[str, int]:
+    kind = name.rstrip("0123456789")
+    return kind, int(name[len(kind):])
+
+
 def test_random_networks_match_pytorch_autograd():
     torch = pytest.importorskip("torch")
     worst, checked = 0.0, 0
@@ -137,8 +198,8 @@ def test_random_networks_match_pytorch_autograd():
         result = derive_blocks(spec, levels=("matrix",))
         inst = Instance(result.table, seed=seed)
         ours = engine_gradients(result, inst)
-        params = {name: torch.tensor(inst.leaves[(name.rstrip("0123456789"), int(name.lstrip("abcdefghijklmnopqrstuvwxyzW")))],
-                                     dtype=torch.float64, requires_grad=True) for name in result.parameters}
+        params = {name: torch.tensor(inst.leaves[_key(name)], dtype=torch.float64, requires_grad=True)
+                  for name in result.parameters}
         torch_loss(torch, spec, inst.leaves, params).backward()
         for name, tensor in params.items():
             theirs = tensor.grad.numpy()
@@ -189,6 +250,36 @@ def test_a_broken_step_fails_its_check(topic, layer):
         assert not check_step(_broken(step, broken), inst, "x", 1, np.random.default_rng(0)).passed, (topic, level)
 
 
+SEQUENCE = {"name": "seq", "input": 2, "steps": 3, "layers": [
+    {"kind": "rnn", "units": 3, "name": "h1"}, {"kind": "attention", "units": 3, "key": 2, "skip": "h1"},
+    {"units": 2, "activation": "identity"}], "loss": "squared_error"}
+
+
+@pytest.mark.parametrize("topic,layer", [("input", 2), ("act", 1), ("recurrent", 1), ("weight", 1), ("att_s", 2),
+                                         ("att_q", 2), ("att_v", 2), ("wk", 2), ("input", 3)])
+def test_a_broken_step_of_a_sequence_network_fails_its_check(topic, layer):
+    import sympy as sp
+    from derive.blocks.check import instance
+
+    result = derive_blocks(from_mapping(SEQUENCE))
+    inst = [instance(result, seed) for seed in (0, 1)]
+    for level in ("index", "matrix"):
+        step = result.get(topic, layer, level).result
+        rhs = step.rhs
+        broken = type(rhs)(*rhs.args[1:]) if isinstance(rhs, (sp.Add, sp.MatAdd)) else 2 * rhs
+        assert check_step(step, inst, "x", 1, np.random.default_rng(0)).passed, (topic, level)
+        assert not check_step(_broken(step, broken), inst, "x", 1, np.random.default_rng(0)).passed, (topic, level)
+
+
+def test_backpropagation_through_time_has_the_next_steps_error_term():
+    from derive.blocks.symbols import BlockPrinter
+
+    result = derive_blocks(from_mapping(SEQUENCE))
+    text = BlockPrinter(result.table).doprint(result.get("input", 2, "matrix").result.rhs)
+    assert r"\left(U^{1}\right)^{T} \Delta^{1} N" in text and r"\frac{\partial L}{\partial A^{2}}" in text, text
+    assert check_blocks(result).passed
+
+
 def test_the_three_term_formula_is_derived_not_written_in():
     result = derive_blocks(from_mapping(BN))
     steps = result.get("norm", 1, "index").steps
@@ -219,6 +310,8 @@ def test_the_skip_gives_the_skipped_layer_two_terms():
     (lambda m: m["layers"][2].update(norm="batch"), "layers[3].norm", "output layer"),
     (lambda m: m["layers"][0].update(eps="1e-5", norm=None), "layers[1].eps", "only with norm"),
     (lambda m: m.update(notation="ng"), "notation", "nielsen"),
+    (lambda m: m.update(steps=3), "steps", "only with a recurrent or attention layer"),
+    (lambda m: m["layers"][0].update(kind="rnn", norm=None), "layers[1].kind", "give steps"),
 ])
 def test_bad_combinations_name_the_field(change, field, words):
     import copy
@@ -226,6 +319,24 @@ def test_bad_combinations_name_the_field(change, field, words):
     mapping = copy.deepcopy(BN)
     change(mapping)
     mapping["layers"] = [{k: v for k, v in l.items() if v is not None} for l in mapping["layers"]]
+    with pytest.raises(SpecError) as caught:
+        from_mapping(mapping)
+    assert caught.value.field == field and words in str(caught.value), str(caught.value)
+
+
+@pytest.mark.parametrize("change,field,words", [
+    (lambda m: m["layers"][0].update(skip="input"), "layers[1].skip", "inside a recurrent layer"),
+    (lambda m: m["layers"][1].update(activation="relu"), "layers[2].activation", "attention layer"),
+    (lambda m: m["layers"].pop(), "layers[2].kind", "a dense output layer"),
+    (lambda m: m.update(samples=4), "samples", "samples: 1 in a sequence network"),
+    (lambda m: m["layers"][2].update(norm="batch"), "layers[3].norm", "norm: layer"),
+    (lambda m: m["layers"][1].update(units=4), "layers[2].skip", "a layer of the same size"),
+])
+def test_bad_sequence_networks_name_the_field(change, field, words):
+    import copy
+
+    mapping = copy.deepcopy(SEQUENCE)
+    change(mapping)
     with pytest.raises(SpecError) as caught:
         from_mapping(mapping)
     assert caught.value.field == field and words in str(caught.value), str(caught.value)
@@ -264,7 +375,7 @@ def test_cli_checks_a_block_example_and_refuses_what_it_cannot_do_yet(tmp_path):
 # ---------------------------------------------------------------- the documents
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
-@pytest.mark.parametrize("name", ["batchnorm_mlp", "residual_dropout"])
+@pytest.mark.parametrize("name", ["batchnorm_mlp", "residual_dropout", "rnn_bptt", "attention_block"])
 def test_golden_block_documents(name, lang, update_golden):
     spec = loads((EXAMPLES / f"{name}.yaml").read_text(), name)
     result = derive_blocks(spec)
@@ -277,7 +388,9 @@ def test_golden_block_documents(name, lang, update_golden):
             pytest.fail(f"golden file {path.name} was missing and has been written; run again")
     assert noise.sub("<err>", tex) == noise.sub("<err>", path.read_text(encoding="utf-8")), \
         f"{path.name} differs; if the change is intended, run pytest --update-golden"
-    assert r"\gamma^{" in tex and r"\stepnote" in tex
+    marker = {"batchnorm_mlp": r"\gamma^{", "residual_dropout": r"\tilde{h}^{", "rnn_bptt": r"\bar{\partial}",
+              "attention_block": r"\sqrt{2}"}[name]
+    assert marker in tex and r"\stepnote" in tex
 
 
 def test_chinese_block_documents_have_no_english_prose():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import sympy as sp
 
 from ..checks import CheckReport, GradientCheck, StepCheck, STEP_ATOL, STEP_RTOL, GRAD_ATOL, GRAD_RTOL, \
     MAX_INDEX_SAMPLES
@@ -21,8 +22,18 @@ BLOCK_STEP_RTOL, BLOCK_STEP_ATOL = 1e-5, 1e-7
 ENTRYWISE_MAX = 600
 
 
+def instance(result: BlockDerivation, seed: int) -> Instance:
+    """A numeric instance that knows the network's index-level definitions (for direct derivatives)."""
+    inst = Instance(result.table, seed)
+    for step in result.forward:
+        if isinstance(step.lhs, sp.Indexed) and step.free:
+            atom = result.table.atom(step.lhs.base.label.name)
+            inst.definitions[(atom.kind, atom.layer)] = step
+    return inst
+
+
 def check_blocks(result: BlockDerivation, trials: int = 2, seed: int = 0) -> CheckReport:
-    instances = [Instance(result.table, seed + t) for t in range(trials)]
+    instances = [instance(result, seed + t) for t in range(trials)]
     groups = [("forward", result.forward)] + [(d.key, d.steps) for d in result.derivations]
     out = []
     rng = np.random.default_rng(seed)
@@ -70,8 +81,7 @@ def _points(step, inst, rng):
         yield dict(zip(names, combo))
 
 
-PARAMETER_KINDS = {"W": "W", "b": "b", "gamma": "gamma", "beta": "beta"}
-TOPIC_OF = {"W": ("weight", "W"), "b": ("bias", "b"), "gamma": ("gamma", "gamma"), "beta": ("beta", "beta")}
+PARAMETER_KINDS = ("W", "U", "b", "gamma", "beta", "WQ", "WK", "WV")
 
 
 def engine_gradients(result: BlockDerivation, inst: Instance) -> dict[str, np.ndarray]:
@@ -79,17 +89,29 @@ def engine_gradients(result: BlockDerivation, inst: Instance) -> dict[str, np.nd
     known: dict[tuple, np.ndarray] = {}
     ev = Evaluator(inst, known=known)
     grads = {}
-    for d in result.backward_order():
-        value = np.asarray(ev(d.result.rhs), dtype=float)
+
+    def store(d, value):
         lhs = d.result.lhs
-        name = lhs.name if hasattr(lhs, "name") else lhs.den.name
-        atom = result.table.atom(name)
+        atom = result.table.atom(lhs.name if hasattr(lhs, "name") else lhs.den.name)
         if atom.kind == "delta":
             known[("z", atom.layer)] = value
         elif atom.kind in PARAMETER_KINDS:
             grads[f"{atom.kind}{atom.layer}"] = value
         else:
             known[(atom.kind, atom.layer)] = value
+
+    for d in result.backward_order():
+        src = d.layer - 1
+        if d.topic == "input" and result.spec.layers[src - 1].kind == "rnn":
+            # dL/dA^src and Delta^src each need the other at the next step: run the pair T + 1 times from
+            # Delta = 0, as backpropagation through time runs the steps backward (the shift N is nilpotent)
+            act = result.get("act", src, "matrix")
+            known[("z", src)] = np.zeros_like(inst.values[("z", src)])
+            for _ in range(inst.m + 1):
+                store(d, np.asarray(ev(d.result.rhs), dtype=float))
+                store(act, np.asarray(ev(act.result.rhs), dtype=float))
+            continue
+        store(d, np.asarray(ev(d.result.rhs), dtype=float))
     return grads
 
 
@@ -99,7 +121,7 @@ def _split(name: str) -> tuple[str, int]:
 
 
 def cross_check(result: BlockDerivation, seed: int = 1000) -> list[GradientCheck]:
-    inst = Instance(result.table, seed)
+    inst = instance(result, seed)
     try:
         analytic = engine_gradients(result, inst)
     except (EvaluationError, ValueError, KeyError) as exc:

@@ -11,7 +11,8 @@ from .engine import BlockDerivation
 from .plan import stages
 from .symbols import BlockPrinter
 
-STAGE_ORDER = ("skip", "dropout", "act", "zhat", "norm", "gamma", "beta")
+STAGE_ORDER = ("skip", "att_v", "att_p", "att_s", "att_q", "att_k", "dropout", "act", "zhat", "norm", "gamma", "beta")
+PARAMETER_TOPICS = ("weight", "recurrent", "bias", "wq", "wk", "wv", "input")
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,8 @@ def signature(result: BlockDerivation, topic: str, l: int):
         return topic, l == result.spec.depth
     if topic == "input":
         from .plan import skips_from
-        return topic, bool(skips_from(result.spec, l - 1))
-    return (topic,)
+        return topic, bool(skips_from(result.spec, l - 1)), layer.kind, result.spec.layers[l - 2].kind
+    return topic, layer.kind
 
 
 def document_context(result: BlockDerivation, report, lang: str) -> dict:
@@ -61,7 +62,7 @@ def document_context(result: BlockDerivation, report, lang: str) -> dict:
         shown = []
         plan = stages(result.spec, l)
         topics = [t for t in STAGE_ORDER if result.has(t, l)] + \
-            [t for t in ("weight", "bias", "input") if result.has(t, l)]
+            [t for t in PARAMETER_TOPICS if result.has(t, l)]
         if l == result.spec.depth:
             topics = ["loss"] + topics
         for topic in topics:
@@ -86,7 +87,10 @@ def document_context(result: BlockDerivation, report, lang: str) -> dict:
             "printer": p, "layers": layers, "forward": forward, "report": report, "failed": failed,
             "worst": f"{worst:.1e}", "tex": p.doprint, "table": result.table, "depth": spec.depth,
             "samples": p.doprint(result.table.samples),
-            "rational": lambda x: sp.Rational(x.numerator, x.denominator), "sizes": [p.doprint(n) for n in result.table.sizes]}
+            "rational": lambda x: sp.Rational(x.numerator, x.denominator),
+            "kinds": {kind: any(layer.kind == kind for layer in spec.layers) for kind in ("rnn", "attention")} |
+            {"norm": any(layer.norm for layer in spec.layers),
+             "dropout": any(layer.dropout is not None for layer in spec.layers)}, "sizes": [p.doprint(n) for n in result.table.sizes]}
 
 
 def render_blocks(result: BlockDerivation, report=None, lang: str = "en") -> str:

@@ -11,6 +11,7 @@ import sympy as sp
 from sympy import KroneckerDelta as kd, Sum, Transpose, HadamardProduct, MatMul, MatAdd, OneMatrix
 
 from ..algebra import Diag, Elementwise, MatPartial, Partial
+from .symbols import Direct, Shift
 from ..steps import (ActivationDerivative, ActivationIdentity, ChainRule, Definition, DeltaDefinition, Derivation,
                      Differentiate, KroneckerCollapse, LossDerivative, MatrixLift, Simplification, Simplify,
                      SoftmaxJacobian, Step, Substitute)
@@ -20,7 +21,7 @@ from .spec import BlockSpec
 from .symbols import INDEX, Table, f, f_prime, fn
 
 LEVELS = ("index", "matrix")
-I, J, K, P, S, T = (INDEX[n] for n in ("i", "j", "k", "p", "s", "t"))
+I, J, K, P, S, T, R = (INDEX[n] for n in ("i", "j", "k", "p", "s", "t", "r"))
 COMBINED_LOSSES = ("binary_cross_entropy", "cross_entropy", "nll", "softmax_cross_entropy", "hinge")
 
 
@@ -44,7 +45,12 @@ class BlockDerivation:
     def parameters(self) -> tuple[str, ...]:
         out = []
         for l, layer in enumerate(self.spec.layers, start=1):
+            if layer.kind == "attention":
+                out += [f"WQ{l}", f"WK{l}", f"WV{l}"]
+                continue
             out.append(f"W{l}")
+            if layer.kind == "rnn":
+                out.append(f"U{l}")
             if layer.bias:
                 out.append(f"b{l}")
             if layer.norm:
@@ -76,13 +82,16 @@ def derive_blocks(spec: BlockSpec, levels: tuple[str, ...] = LEVELS) -> BlockDer
     for l in range(spec.depth, 0, -1):
         plan = stages(spec, l)
         for stage in reversed(plan):
-            if stage.kind == "linear" or (stage.kind == "act" and l == spec.depth and
-                                          spec.loss.kind in COMBINED_LOSSES):
+            if stage.kind in ("linear", "recur") or (stage.kind == "act" and l == spec.depth and
+                                                     spec.loss.kind in COMBINED_LOSSES):
                 continue
             for level in ("index", "matrix"):
                 if level in wanted:
                     out += b.stage(stage, level)
-        for topic in ("weight", "bias", "input"):
+        kind = spec.layers[l - 1].kind
+        topics = {"dense": ("weight", "bias"), "rnn": ("weight", "recurrent", "bias"),
+                  "attention": ("wq", "wk", "wv")}[kind] + ("input",)
+        for topic in topics:
             if topic == "bias" and not spec.layers[l - 1].bias or topic == "input" and l == 1:
                 continue
             for level in ("index", "matrix"):
@@ -124,7 +133,14 @@ class _Builder:
     def z_sum(self, l, row, dummy, s=S):
         a, b = self.e("a", l - 1), self.e("b", l)
         total = Sum(sp.Mul(self.e("W", l)[row, dummy], a[dummy, s], evaluate=False), (dummy, 1, self.n(l - 1)))
+        if self.spec.layers[l - 1].kind == "rnn":      # the state of the step before (a_(., 0) = 0)
+            state = Sum(sp.Mul(self.e("U", l)[row, dummy], self.e("a", l)[dummy, s - 1], evaluate=False),
+                        (dummy, 1, self.n(l)))
+            total = sp.Add(total, state, evaluate=False)
         return total + b[row] if self.spec.layers[l - 1].bias else total
+
+    def rnn(self, l) -> bool:
+        return self.spec.layers[l - 1].kind == "rnn"
 
     def inv_sqrt(self, l, at):
         """(v + epsilon)^(-1/2) of the statistic at index `at` (unit j for batch norm, sample s for layer norm)."""
@@ -156,6 +172,15 @@ class _Builder:
                 rhs = MatAdd(rhs, MatMul(self.M("b", l), self.ones(1, m)))
             return [Definition(out_e[J, S], self.z_sum(l, J, I), "forward", free, fact("z")),
                     Definition(out_m, rhs, "forward", (), fact("z_matrix"))]
+        if st.kind == "recur":
+            rhs = MatAdd(MatMul(self.M("W", l), x_m),
+                         MatMul(self.M("U", l), self.M("a", l), Transpose(Shift(self.m))))
+            if self.spec.layers[l - 1].bias:
+                rhs = MatAdd(rhs, MatMul(self.M("b", l), self.ones(1, m)))
+            return [Definition(out_e[J, S], self.z_sum(l, J, I), "forward", free, fact("z_recurrent")),
+                    Definition(out_m, rhs, "forward", (), fact("z_recurrent_matrix"))]
+        if st.kind == "attend":
+            return self.forward_attention(st)
         if st.kind == "norm":
             return self.forward_norm(l)
         if st.kind == "act":
@@ -237,7 +262,7 @@ class _Builder:
     # ------------------------------------------------------------------ backward
     def stage(self, st: Stage, level: str) -> list[Derivation]:
         method = getattr(self, f"{st.kind}_{level}")
-        if st.kind == "norm":
+        if st.kind in ("norm", "attend"):
             return [Derivation(topic, st.layer, level, tuple(steps), self.t) for topic, steps in method(st)]
         return [Derivation(st.kind, st.layer, level, tuple(method(st)), self.t)]
 
@@ -417,36 +442,79 @@ class _Builder:
         return [("gamma", gamma), ("beta", beta), ("zhat", zhat), ("norm", delta)]
 
     # ------------------------------------------------------------- the linear map
-    def weight_index(self, l):
-        n, m, w = self.n(l), self.m, self.e("W", l)
-        z, a, d = self.e("z", l), self.e("a", l - 1), self.e("delta", l)
-        free = ((J, n), (K, self.n(l - 1)))
-        r1 = Sum(sp.Mul(self.grad("z", l), Partial(z[J, S], w[J, K]), evaluate=False), (S, 1, m))
-        s = [ChainRule(Partial(self.t.loss, w[J, K]), r1, "index", free, (("via", "z"), ("only", J), ("layer", l),
-                                                                            ("why", "every_sample")))]
+    def weight_index(self, l, param="W", node="z"):
+        """dL/dw_jk summed over the columns: every sample (time step, token) uses the weight. In a recurrent
+        layer the derivative of z_jt by the weight is the direct one, the state a_(t-1) held fixed: its own
+        dependence on the weight is carried by delta_(t-1)."""
+        n, m, w = self.t.shape(param, l)[0], self.m, self.e(param, l)
+        z = self.e(node, l)
+        src = l if param == "U" else l - 1
+        a, shift = self.e("a", src), (-1 if param == "U" else 0)
+        n_src = self.n(src)
+        free = ((J, n), (K, n_src))
+        partial = Direct if self.rnn(l) else Partial
+        r1 = Sum(sp.Mul(self.grad(node, l), partial(z[J, S], w[J, K]), evaluate=False), (S, 1, m))
+        why = "every_step" if self.spec.is_sequence else "every_sample"
+        s = [ChainRule(Partial(self.t.loss, w[J, K]), r1, "index", free, (("via", node), ("only", J), ("layer", l),
+                                                                            ("why", why), ("direct", self.rnn(l))))]
         side_free = free + ((S, m),)
-        t1 = Partial(self.z_sum(l, J, I), w[J, K])
-        s.append(Substitute(Partial(z[J, S], w[J, K]), t1, "index", side_free, (("what", "z"), ("layer", l))))
-        t2 = Sum(kd(I, K) * a[I, S], (I, 1, self.n(l - 1)))
-        s.append(Differentiate(t1, t2, "index", side_free, (("wrt", "w"), ("dummy", I), ("to", K), ("layer", l))))
-        s.append(KroneckerCollapse(t2, a[K, S], "index", side_free, (("dummy", I), ("to", K))))
-        r2 = Sum(sp.Mul(self.grad("z", l), a[K, S], evaluate=False), (S, 1, m))
+        definition = self.z_sum(l, J, I) if node == "z" else \
+            Sum(sp.Mul(w[J, I], self.e("a", l - 1)[I, S], evaluate=False), (I, 1, self.n(l - 1)))
+        t1 = partial(definition, w[J, K])
+        s.append(Substitute(partial(z[J, S], w[J, K]), t1, "index", side_free, (("what", node), ("layer", l))))
+        t2 = Sum(kd(I, K) * a[I, S + shift], (I, 1, n_src))
+        s.append(Differentiate(t1, t2, "index", side_free, (("wrt", "w"), ("dummy", I), ("to", K), ("layer", l),
+                                                            ("param", param))))
+        s.append(KroneckerCollapse(t2, a[K, S + shift], "index", side_free, (("dummy", I), ("to", K))))
+        r2 = Sum(sp.Mul(self.grad(node, l), a[K, S + shift], evaluate=False), (S, 1, m))
         s.append(Substitute(r1, r2, "index", free, (("what", "side"),)))
-        s.append(DeltaDefinition(r2, Sum(sp.Mul(d[J, S], a[K, S], evaluate=False), (S, 1, m)), "index", free,
-                                 (("layer", l),)))
+        if node == "z":
+            d = self.e("delta", l)
+            s.append(DeltaDefinition(r2, Sum(sp.Mul(d[J, S], a[K, S + shift], evaluate=False), (S, 1, m)), "index",
+                                     free, (("layer", l),)))
         return s
 
-    def weight_matrix(self, l):
-        return [MatrixLift(MatPartial(self.t.loss, self.M("W", l)),
-                           MatMul(self.M("delta", l), Transpose(self.M("a", l - 1))), "matrix", (),
-                           (("pattern", "outer_column"), ("layer", l)))]
+    def weight_matrix(self, l, param="W", node="z"):
+        g = self.M("delta", l) if node == "z" else self.grad_m(node, l)
+        if param == "U":       # the states a_0 .. a_(T-1): A N^T; so the sum over t is Delta N A^T
+            rhs = MatMul(g, Shift(self.m), Transpose(self.M("a", l)))
+        else:
+            rhs = MatMul(g, Transpose(self.M("a", l - 1)))
+        return [MatrixLift(MatPartial(self.t.loss, self.M(param, l)), rhs, "matrix", (),
+                           (("pattern", "outer_column"), ("layer", l), ("param", param)))]
+
+    def recurrent_index(self, l):
+        return self.weight_index(l, "U")
+
+    def recurrent_matrix(self, l):
+        return self.weight_matrix(l, "U")
+
+    def wq_index(self, l):
+        return self.weight_index(l, "WQ", "q")
+
+    def wq_matrix(self, l):
+        return self.weight_matrix(l, "WQ", "q")
+
+    def wk_index(self, l):
+        return self.weight_index(l, "WK", "kk")
+
+    def wk_matrix(self, l):
+        return self.weight_matrix(l, "WK", "kk")
+
+    def wv_index(self, l):
+        return self.weight_index(l, "WV", "v")
+
+    def wv_matrix(self, l):
+        return self.weight_matrix(l, "WV", "v")
 
     def bias_index(self, l):
         n, m, b, z, d = self.n(l), self.m, self.e("b", l), self.e("z", l), self.e("delta", l)
         free = ((J, n),)
-        r1 = Sum(sp.Mul(self.grad("z", l), Partial(z[J, S], b[J]), evaluate=False), (S, 1, m))
+        partial = Direct if self.rnn(l) else Partial
+        r1 = Sum(sp.Mul(self.grad("z", l), partial(z[J, S], b[J]), evaluate=False), (S, 1, m))
+        why = "every_step" if self.spec.is_sequence else "every_sample"
         s = [ChainRule(Partial(self.t.loss, b[J]), r1, "index", free, (("via", "z"), ("only", J), ("layer", l),
-                                                                        ("why", "every_sample")))]
+                                                                        ("why", why), ("direct", self.rnn(l))))]
         r2 = Sum(self.grad("z", l), (S, 1, m))
         s.append(Differentiate(r1, r2, "index", free, (("wrt", "b"), ("layer", l))))
         s.append(DeltaDefinition(r2, Sum(d[J, S], (S, 1, m)), "index", free, (("layer", l),)))
@@ -456,33 +524,157 @@ class _Builder:
         return [MatrixLift(MatPartial(self.t.loss, self.M("b", l)), MatMul(self.M("delta", l), self.ones(self.m, 1)),
                            "matrix", (), (("pattern", "row_sums"), ("layer", l)))]
 
+    def readers(self, l):
+        """How layer l reads a^(l-1): (node, weight, rows) for each of its linear maps."""
+        if self.spec.layers[l - 1].kind == "attention":
+            return [("q", "WQ", self.t.key_size(l)), ("kk", "WK", self.t.key_size(l)), ("v", "WV", self.n(l))]
+        return [("z", "W", self.n(l))]
+
     def input_index(self, l):
-        """dL/da^(l-1): through z^l and, for every skip from layer l - 1, through that layer's output."""
+        """dL/da^(l-1)_ks: through every linear map of layer l, every skip from layer l - 1 (coefficient 1) and,
+        when layer l - 1 is recurrent, through its own weighted input at the next step."""
         src, n_src, m = l - 1, self.n(l - 1), self.m
-        a, z, w, d = self.e("a", src), self.e("z", l), self.e("W", l), self.e("delta", l)
+        a = self.e("a", src)
         free = ((K, n_src), (S, m))
         skips = list(skips_from(self.spec, src))
-        via_z = Sum(sp.Mul(self.grad("z", l, P, S), Partial(z[P, S], a[K, S]), evaluate=False), (P, 1, self.n(l)))
+        readers = self.readers(l)
+        via = [Sum(sp.Mul(self.grad(node, l, P, S), Partial(self.e(node, l)[P, S], a[K, S]), evaluate=False),
+                   (P, 1, rows)) for node, _, rows in readers]
+        recurrent = self.rnn(src)
+        if recurrent:
+            zs = self.e("z", src)
+            via.append(Sum(sp.Mul(self.grad("z", src, P, S + 1), Partial(zs[P, S + 1], a[K, S]), evaluate=False),
+                           (P, 1, n_src)))
         # a^q = h^q + a^(l-1) holds a^(l-1)_ks once, with coefficient 1: that path adds dL/da^q_ks itself
-        via_skip = [self.grad("a", q, K, S) for q in skips]
-        r1 = sp.Add(via_z, *via_skip, evaluate=False) if skips else via_z
+        via += [self.grad("a", q, K, S) for q in skips]
+        r1 = sp.Add(*via, evaluate=False) if len(via) > 1 else via[0]
         s = [ChainRule(Partial(self.t.loss, a[K, S]), r1, "index", free,
-                       (("via", "z"), ("dummy", P), ("layer", l), ("skips", tuple(skips)), ("why", "consumers")))]
+                       (("via", readers[0][0]), ("dummy", P), ("layer", l), ("skips", tuple(skips)),
+                        ("recurrent", recurrent), ("why", "consumers")))]
         side_free = ((P, self.n(l)), (K, n_src), (S, m))
-        t1 = Partial(self.z_sum(l, P, I), a[K, S])
-        s.append(Substitute(Partial(z[P, S], a[K, S]), t1, "index", side_free, (("what", "z"), ("layer", l))))
-        t2 = Sum(w[P, I] * kd(I, K), (I, 1, n_src))
-        s.append(Differentiate(t1, t2, "index", side_free, (("wrt", "a"), ("dummy", I), ("layer", l))))
-        s.append(KroneckerCollapse(t2, w[P, K], "index", side_free, (("dummy", I), ("to", K))))
-        back = Sum(sp.Mul(w[P, K], d[P, S], evaluate=False), (P, 1, self.n(l)))
-        r2 = sp.Add(back, *[self.grad("a", q, K, S) for q in skips], evaluate=False) if skips else back
-        s.append(Substitute(r1, r2, "index", free, (("what", "side_delta"), ("skips", tuple(skips)))))
+        terms = []
+        if readers[0][0] == "z":
+            z, w = self.e("z", l), self.e("W", l)
+            t1 = Partial(self.z_sum(l, P, I, S), a[K, S])
+            s.append(Substitute(Partial(z[P, S], a[K, S]), t1, "index", side_free, (("what", "z"), ("layer", l))))
+            t2 = Sum(w[P, I] * kd(I, K), (I, 1, n_src))
+            s.append(Differentiate(t1, t2, "index", side_free, (("wrt", "a"), ("dummy", I), ("layer", l))))
+            s.append(KroneckerCollapse(t2, w[P, K], "index", side_free, (("dummy", I), ("to", K))))
+            terms.append(Sum(sp.Mul(w[P, K], self.e("delta", l)[P, S], evaluate=False), (P, 1, self.n(l))))
+        else:
+            for node, param, rows in readers:
+                w = self.e(param, l)
+                s.append(Differentiate(Partial(self.e(node, l)[P, S], a[K, S]), w[P, K], "index",
+                                       ((P, rows), (K, n_src), (S, m)), (("wrt", "projection"), ("layer", l))))
+                terms.append(Sum(sp.Mul(w[P, K], self.grad(node, l, P, S), evaluate=False), (P, 1, rows)))
+        if recurrent:
+            u = self.e("U", src)
+            s.append(Differentiate(Partial(self.e("z", src)[P, S + 1], a[K, S]), u[P, K], "index",
+                                   ((P, n_src), (K, n_src), (S, m - 1)), (("wrt", "state"), ("layer", src))))
+            terms.append(Sum(sp.Mul(u[P, K], self.e("delta", src)[P, S + 1], evaluate=False), (P, 1, n_src)))
+        terms += [self.grad("a", q, K, S) for q in skips]
+        r2 = sp.Add(*terms, evaluate=False) if len(terms) > 1 else terms[0]
+        s.append(Substitute(r1, r2, "index", free, (("what", "side_delta"), ("skips", tuple(skips)),
+                                                    ("recurrent", recurrent))))
         return s
 
     def input_matrix(self, l):
         src = l - 1
         skips = list(skips_from(self.spec, src))
-        back = MatMul(Transpose(self.M("W", l)), self.M("delta", l))
-        rhs = MatAdd(back, *[self.grad_m("a", q) for q in skips]) if skips else back
+        if self.spec.layers[l - 1].kind == "attention":
+            terms = [MatMul(Transpose(self.M(param, l)), self.grad_m(node, l)) for node, param, _ in self.readers(l)]
+        else:
+            terms = [MatMul(Transpose(self.M("W", l)), self.M("delta", l))]
+        if self.rnn(src):      # Delta N: the error terms of the next step (0 after the last)
+            terms.append(MatMul(Transpose(self.M("U", src)), self.M("delta", src), Shift(self.m)))
+        terms += [self.grad_m("a", q) for q in skips]
+        rhs = MatAdd(*terms) if len(terms) > 1 else terms[0]
         return [MatrixLift(self.grad_m("a", src), rhs, "matrix", (),
-                           (("pattern", "backward_column"), ("layer", l), ("skips", tuple(skips))))]
+                           (("pattern", "backward_column"), ("layer", l), ("skips", tuple(skips)),
+                            ("recurrent", self.rnn(src))))]
+
+    # ---------------------------------------------------------------- attention
+    def forward_attention(self, st: Stage) -> list[Step]:
+        l, m = st.layer, self.m
+        a, A = self.e("a", l - 1), self.M("a", l - 1)
+        dk = self.t.key_size(l)
+        scale = 1 / sp.sqrt(dk)
+        q, kk, v, sc, pr, o = (self.e(k, l) for k in ("q", "kk", "v", "sc", "pr", st.out))
+        fact = lambda what: (("what", what), ("layer", l), ("stage", "attend"))
+        out = []
+        for node, param, rows in self.readers(l):
+            out.append(Definition(self.e(node, l)[I, S], Sum(sp.Mul(self.e(param, l)[I, K], a[K, S], evaluate=False),
+                                                              (K, 1, self.n(l - 1))), "forward",
+                                  ((I, rows), (S, m)), fact("projection")))
+        out.append(Definition(sc[T, S], sp.Mul(scale, Sum(kk[I, T] * q[I, S], (I, 1, dk)), evaluate=False), "forward",
+                              ((T, m), (S, m)), fact("score")))
+        out.append(Definition(pr[T, S], sp.exp(sc[T, S]) / Sum(sp.exp(sc[R, S]), (R, 1, m)), "forward",
+                              ((T, m), (S, m)), fact("attention_weights")))
+        out.append(Definition(o[J, S], Sum(v[J, T] * pr[T, S], (T, 1, m)), "forward", ((J, self.n(l)), (S, m)),
+                              fact("attention_output")))
+        for node, param, _ in self.readers(l):
+            out.append(Definition(self.M(node, l), MatMul(self.M(param, l), A), "forward", (), fact("projection_matrix")))
+        out.append(Definition(self.M("sc", l), MatMul(scale, Transpose(self.M("kk", l)), self.M("q", l)), "forward", (),
+                              fact("score_matrix")))
+        out.append(Definition(self.M("pr", l), Elementwise("softmax", self.M("sc", l)), "forward", (),
+                              fact("attention_weights_matrix")))
+        out.append(Definition(self.M(st.out, l), MatMul(self.M("v", l), self.M("pr", l)), "forward", (),
+                              fact("attention_output_matrix")))
+        return out
+
+    def attend_index(self, st: Stage):
+        l, m, n, dk = st.layer, self.m, self.n(st.layer), self.t.key_size(st.layer)
+        q, kk, v, sc, pr, o = (self.e(k, l) for k in ("q", "kk", "v", "sc", "pr", st.out))
+        G = lambda node, *ix: self.grad(node, l, *ix)
+        scale = 1 / sp.sqrt(dk)
+        out = []
+        # values: o_js = sum_t v_jt p_ts
+        r1 = Sum(sp.Mul(G(st.out, J, S), Partial(o[J, S], v[J, T]), evaluate=False), (S, 1, m))
+        vs = [ChainRule(G("v", J, T), r1, "index", ((J, n), (T, m)), (("via", st.out), ("layer", l),
+                                                                         ("why", "every_query")))]
+        vs.append(Differentiate(r1, Sum(sp.Mul(G(st.out, J, S), pr[T, S], evaluate=False), (S, 1, m)), "index",
+                                ((J, n), (T, m)), (("wrt", "values"), ("layer", l))))
+        out.append(("att_v", vs))
+        r1 = Sum(sp.Mul(G(st.out, J, S), Partial(o[J, S], pr[T, S]), evaluate=False), (J, 1, n))
+        ps = [ChainRule(G("pr", T, S), r1, "index", ((T, m), (S, m)), (("via", st.out), ("layer", l),
+                                                                         ("why", "same_query")))]
+        ps.append(Differentiate(r1, Sum(sp.Mul(G(st.out, J, S), v[J, T], evaluate=False), (J, 1, n)), "index",
+                                ((T, m), (S, m)), (("wrt", "weights"), ("layer", l))))
+        out.append(("att_p", ps))
+        r1 = Sum(sp.Mul(G("pr", R, S), Partial(pr[R, S], sc[T, S]), evaluate=False), (R, 1, m))
+        ss = [ChainRule(G("sc", T, S), r1, "index", ((T, m), (S, m)), (("via", "pr"), ("layer", l),
+                                                                         ("why", "same_query")))]
+        r2 = Sum(G("pr", R, S) * pr[R, S] * (kd(R, T) - pr[T, S]), (R, 1, m))
+        ss.append(SoftmaxJacobian(r1, r2, "index", ((T, m), (S, m)), (("layer", l), ("dummy", R), ("to", T))))
+        r3 = sp.Mul(pr[T, S], G("pr", T, S) - Sum(G("pr", R, S) * pr[R, S], (R, 1, m)), evaluate=False)
+        ss.append(KroneckerCollapse(r2, r3, "index", ((T, m), (S, m)), (("dummy", R), ("to", T))))
+        out.append(("att_s", ss))
+        r1 = Sum(sp.Mul(G("sc", T, S), Partial(sc[T, S], q[I, S]), evaluate=False), (T, 1, m))
+        qs = [ChainRule(G("q", I, S), r1, "index", ((I, dk), (S, m)), (("via", "sc"), ("layer", l),
+                                                                          ("why", "every_key")))]
+        qs.append(Differentiate(r1, sp.Mul(scale, Sum(G("sc", T, S) * kk[I, T], (T, 1, m)), evaluate=False), "index",
+                                ((I, dk), (S, m)), (("wrt", "query"), ("layer", l))))
+        out.append(("att_q", qs))
+        r1 = Sum(sp.Mul(G("sc", T, S), Partial(sc[T, S], kk[I, T]), evaluate=False), (S, 1, m))
+        ks = [ChainRule(G("kk", I, T), r1, "index", ((I, dk), (T, m)), (("via", "sc"), ("layer", l),
+                                                                           ("why", "every_query")))]
+        ks.append(Differentiate(r1, sp.Mul(scale, Sum(G("sc", T, S) * q[I, S], (S, 1, m)), evaluate=False), "index",
+                                ((I, dk), (T, m)), (("wrt", "key"), ("layer", l))))
+        out.append(("att_k", ks))
+        return out
+
+    def attend_matrix(self, st: Stage):
+        l, m = st.layer, self.m
+        GO, P_, V = self.grad_m(st.out, l), self.M("pr", l), self.M("v", l)
+        scale = 1 / sp.sqrt(self.t.key_size(l))
+        GP, GS = self.grad_m("pr", l), self.grad_m("sc", l)
+        spread = MatMul(self.ones(m, 1), self.ones(1, m), HadamardProduct(P_, GP))
+        return [("att_v", [MatrixLift(self.grad_m("v", l), MatMul(GO, Transpose(P_)), "matrix", (),
+                                      (("pattern", "outer_column"), ("layer", l)))]),
+                ("att_p", [MatrixLift(GP, MatMul(Transpose(V), GO), "matrix", (), (("pattern", "backward_column"),))]),
+                ("att_s", [MatrixLift(GS, HadamardProduct(P_, MatAdd(GP, -spread)), "matrix", (),
+                                      (("pattern", "softmax_columns"), ("layer", l)))]),
+                ("att_q", [MatrixLift(self.grad_m("q", l), MatMul(scale, self.M("kk", l), GS), "matrix", (),
+                                      (("pattern", "backward_column"),))]),
+                ("att_k", [MatrixLift(self.grad_m("kk", l), MatMul(scale, self.M("q", l), Transpose(GS)), "matrix", (),
+                                      (("pattern", "outer_column"),))])]

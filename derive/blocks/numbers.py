@@ -15,7 +15,9 @@ from sympy.matrices.expressions.matexpr import MatrixExpr
 from ..algebra import Diag, Elementwise, MatPartial, Partial
 from .plan import stages
 from .spec import BlockSpec
-from .symbols import Table
+from .symbols import Direct, Shift, Table
+
+ATTENTION_NODES = ("q", "kk", "v", "sc", "pr")
 
 EPS = 1e-5
 KINK_MARGIN = 1e-3
@@ -83,9 +85,18 @@ class Instance:
         sym = {s: v for s, v in zip(table.sizes, self.sizes) if not s.is_Integer}
         if not table.samples.is_Integer:
             sym[table.samples] = self.m
+        self.keys = {}
+        for l, layer in enumerate(self.spec.layers, start=1):
+            if layer.kind == "attention":
+                key = table.key_size(l)
+                value = int(key) if key.is_Integer else sym.get(key, int(rng.integers(2, 5)))
+                sym.setdefault(key, value)
+                self.keys[l] = value
         self.symbols = {**sym, **{e: float(self.spec.layers[l - 1].eps) for l, e in table.eps.items()}}
         self.leaves: dict[tuple, np.ndarray] = {}
         self._gradients: dict[tuple, np.ndarray] = {}
+        self.pins: dict[tuple, float] = {}          # moved entries of a recurrent layer, kept as its steps rerun
+        self.definitions: dict[tuple, object] = {}  # (kind, layer) -> its index-level definition (direct derivatives)
         for attempt in range(50):
             self._draw(rng)
             self.values = self.forward(self.leaves)
@@ -96,6 +107,13 @@ class Instance:
         n, m, spec = self.sizes, self.m, self.spec
         leaves = {("a", 0): rng.normal(size=(n[0], m))}
         for l, layer in enumerate(spec.layers, start=1):
+            if layer.kind == "attention":
+                dk = self.keys[l]
+                for name, rows in (("WQ", dk), ("WK", dk), ("WV", n[l])):
+                    leaves[(name, l)] = rng.normal(size=(rows, n[l - 1])) * (1.0 / np.sqrt(n[l - 1]))
+                continue
+            if layer.kind == "rnn":
+                leaves[("U", l)] = rng.normal(size=(n[l], n[l])) * (0.8 / np.sqrt(n[l]))
             leaves[("W", l)] = rng.normal(size=(n[l], n[l - 1])) * (1.2 / np.sqrt(n[l - 1]))
             if layer.bias:
                 leaves[("b", l)] = rng.normal(size=(n[l], 1)) * 0.4
@@ -124,6 +142,8 @@ class Instance:
             for stage in stages(self.spec, l):
                 if stage.kind == "norm":
                     out += [("mu", l), ("var", l), ("zhat", l)]
+                if stage.kind == "attend":
+                    out += [(k, l) for k in ATTENTION_NODES]
                 out.append((stage.out, l))
         return out + [("L", None)]
 
@@ -152,7 +172,19 @@ class Instance:
             return ((v[("z", l)] - v[("mu", l)]) ** 2).mean(axis=axis, keepdims=True)
         if kind == "zhat":
             return (v[("z", l)] - v[("mu", l)]) / np.sqrt(v[("var", l)] + float(layer.eps))
+        if kind in ("q", "kk", "v"):
+            return v[({"q": "WQ", "kk": "WK", "v": "WV"}[kind], l)] @ v[("a", l - 1)]
+        if kind == "sc":
+            return v[("kk", l)].T @ v[("q", l)] / np.sqrt(self.keys[l])
+        if kind == "pr":
+            return _softmax(v[("sc", l)])
         x = v[(stage.inp, l if stage.inp != "a" else l - 1)]
+        if stage.kind == "recur":
+            return self._recur(l, x, v)
+        if stage.kind == "attend":
+            return v[("v", l)] @ v[("pr", l)]
+        if stage.kind == "act" and layer.kind == "rnn":
+            return v[("_state", l)]
         if stage.kind == "linear":
             z = v[("W", l)] @ x
             return z + v[("b", l)] if layer.bias else z
@@ -165,6 +197,26 @@ class Instance:
         if stage.kind == "skip":
             return x + v[("a", spec.source_of(l))]
         raise ValueError(stage.kind)
+
+    def _recur(self, l, x, v):
+        """z_t = W x_t + U a_(t-1) + b, a_t = f(z_t), step by step (a_0 = 0); pinned entries stay moved."""
+        layer = self.spec.layers[l - 1]
+        W, U = v[("W", l)], v[("U", l)]
+        f = activation_np(self.table, l)
+        z, a = np.zeros((W.shape[0], x.shape[1])), np.zeros((W.shape[0], x.shape[1]))
+        state = np.zeros((W.shape[0], 1))
+        for t in range(x.shape[1]):
+            z[:, t:t + 1] = W @ x[:, t:t + 1] + U @ state + (v[("b", l)] if layer.bias else 0)
+            for (key, entry), value in self.pins.items():
+                if key == ("z", l) and entry[1] == t:
+                    z[entry] = value
+            a[:, t:t + 1] = f(z[:, t:t + 1])
+            for (key, entry), value in self.pins.items():
+                if key == ("a", l) and entry[1] == t:
+                    a[entry] = value
+            state = a[:, t:t + 1]
+        v[("_state", l)] = a
+        return z
 
     def kink_distance(self, values: dict) -> float:
         spec, worst = self.spec, np.inf
@@ -185,6 +237,13 @@ class Instance:
         """Every value after one entry of a node or leaf is moved by `step` and the later nodes recomputed."""
         order = self.order()
         start = order.index(den) + 1 if den in order else 0
+        if den[0] in ("z", "a") and den[1] and self.spec.layers[den[1] - 1].kind == "rnn":
+            # a step of a recurrent layer: rerun its steps with the entry pinned, so later steps see it
+            self.pins = {(den, den_entry): float(self.values[den][den_entry]) + step}
+            try:
+                return self.forward(self.leaves, order.index(("z", den[1])), dict(self.values))
+            finally:
+                self.pins = {}
         moved = dict(self.values)
         moved.update({k: v for k, v in self.leaves.items() if k not in moved})
         moved[den] = moved[den].copy()
@@ -236,6 +295,8 @@ class Evaluator:
             return self.inst.leaves[key]
         if key in self.values:
             return self.values[key]
+        if key in self.inst.leaves:
+            return self.inst.leaves[key]
         if key[0] == "delta":          # delta^l is dL/dz^l: the engine's value in the cross-check, else numbers
             return self.known.get(("z", key[1])) if ("z", key[1]) in self.known else self.inst.gradient(("z", key[1]))
         return self.inst.values[key]
@@ -254,6 +315,12 @@ class Evaluator:
             idx = [idx[0], 0] if value.shape[1] == 1 else [0, idx[0]]
         return key, tuple(idx)
 
+    def _outside(self, e: sp.Indexed) -> bool:
+        """An entry before the first step or after the last (a_0 = 0, delta_(T+1) = 0): it is 0."""
+        key, idx = self._entry(e)
+        shape = self._value(key).shape
+        return any(not 0 <= i < n for i, n in zip(idx, shape))
+
     def _eval(self, e):
         if isinstance(e, MatrixExpr):
             return self._matrix(e)
@@ -268,6 +335,8 @@ class Evaluator:
                 return float(self.values[("L", None)])
             raise EvaluationError(f"no value for {e}")
         if isinstance(e, sp.Indexed):
+            if self._outside(e):
+                return 0.0
             key, idx = self._entry(e)
             return float(self._value(key)[idx])
         if isinstance(e, sp.Add):
@@ -337,7 +406,11 @@ class Evaluator:
         den = e.den
         if not isinstance(den, sp.Indexed):
             raise EvaluationError("a derivative by something other than an entry")
+        if isinstance(e.num, sp.Indexed) and self._outside(e.num) or self._outside(den):
+            return 0.0          # a step that does not exist (after the last): nothing depends on it
         den_key, den_idx = self._entry(den)
+        if isinstance(e, Direct):
+            return self._direct(e, den_key, den_idx)
         if isinstance(e.num, sp.Symbol) and e.num.name == "L":
             num_key, num_idx = ("L", None), ()
         elif isinstance(e.num, sp.Indexed):
@@ -347,6 +420,25 @@ class Evaluator:
                    ._eval(e.num) for sign in (1.0, -1.0)]
             return (out[0] - out[1]) / (2 * EPS)
         return self.inst.derivative(num_key, num_idx, den_key, den_idx)
+
+    def _direct(self, e, den_key, den_idx) -> float:
+        """A derivative with every other quantity held fixed: the formula (or the entry's definition) at
+        the entry moved, nothing recomputed."""
+        num, bindings = e.num, dict(self.bindings)
+        if isinstance(num, sp.Indexed):
+            key, idx = self._entry(num)
+            definition = self.inst.definitions[key]
+            for (symbol, _), value in zip(definition.free, idx):
+                bindings[symbol] = value + 1
+            num = definition.rhs
+        out = []
+        for sign in (1.0, -1.0):
+            values = dict(self.values)
+            base = values[den_key] if den_key in values else self.inst.leaves[den_key]
+            values[den_key] = base.copy()
+            values[den_key][den_idx] += sign * EPS
+            out.append(Evaluator(self.inst, bindings, self.known, values)._eval(num))
+        return (out[0] - out[1]) / (2 * EPS)
 
     # ------------------------------------------------------------------ matrices
     def _shape(self, e) -> tuple[int, int]:
@@ -394,4 +486,6 @@ class Evaluator:
             return self._function(e.function, self._matrix(e.arg))
         if isinstance(e, Diag):
             return np.diag(self._matrix(e.vector).ravel())
+        if isinstance(e, Shift):
+            return np.eye(self._shape(e)[0], k=-1)
         raise EvaluationError(f"cannot evaluate the matrix expression {type(e).__name__}")

@@ -9,7 +9,7 @@ from .spec import BlockSpec
 
 @dataclass(frozen=True)
 class Stage:
-    kind: str        # linear | norm | act | dropout | skip
+    kind: str        # linear | recur | attend | norm | act | dropout | skip
     layer: int
     inp: str         # the node kind read (a of layer l - 1 for linear)
     out: str         # the node kind written; "a" for the layer's output
@@ -17,9 +17,12 @@ class Stage:
 
 def stages(spec: BlockSpec, l: int) -> tuple[Stage, ...]:
     layer = spec.layers[l - 1]
-    kinds = ["linear"] + (["norm"] if layer.norm else []) + ["act"] + \
-        (["dropout"] if layer.dropout is not None else []) + (["skip"] if layer.skip else [])
-    outputs = {"linear": "z", "norm": "u", "act": "h", "dropout": "d", "skip": "a"}
+    if layer.kind == "attention":
+        kinds = ["attend"] + (["skip"] if layer.skip else [])
+    else:
+        kinds = ["recur" if layer.kind == "rnn" else "linear"] + (["norm"] if layer.norm else []) + ["act"] + \
+            (["dropout"] if layer.dropout is not None else []) + (["skip"] if layer.skip else [])
+    outputs = {"linear": "z", "recur": "z", "norm": "u", "act": "h", "dropout": "d", "skip": "a", "attend": "h"}
     out, previous = [], "a"
     for number, kind in enumerate(kinds):
         node = "a" if number == len(kinds) - 1 else outputs[kind]

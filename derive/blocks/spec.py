@@ -18,9 +18,10 @@ from .. import spec as base
 
 # A layer: z = W a + b; [norm] u = gamma * normalize(z) + beta; h = f(u); [dropout] h~ = M * h / (1 - p);
 # [skip] a = h~ + a^(skip).
-BLOCK_LAYER_FIELDS = ("units", "activation", "bias", "slope", "name", "kind", "norm", "eps", "dropout", "skip")
+BLOCK_LAYER_FIELDS = ("units", "activation", "bias", "slope", "name", "kind", "norm", "eps", "dropout", "skip", "key")
 BLOCK_LOSS_FIELDS = ("kind", "scale", "reduction", "delta", "margin")
-KINDS = ("dense",)
+KINDS = ("dense", "rnn", "attention")
+SEQUENCE_KINDS = ("rnn", "attention")      # their columns are time steps or tokens, not samples
 NORMS = ("batch", "layer")
 ACTIVATIONS = tuple(sorted(set(base.ACTIVATIONS) | {"log_softmax"}))
 VECTOR_ACTIVATIONS = ("softmax", "log_softmax")
@@ -46,6 +47,8 @@ class BlockLayer:
     eps: Fraction = DEFAULT_EPS
     dropout: Fraction | None = None  # the drop probability p; the mask M is given (a fixed 0/1 matrix)
     skip: str | None = None          # a = h + a^(skip): the name of an earlier layer, or "input"
+    kind: str = "dense"              # dense | rnn (Elman: z_t = W a_t + U h_(t-1) + b) | attention (single head)
+    key: base.Size | None = None     # attention: the size of queries and keys (default: units)
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class BlockSpec:
     title: str = ""
     title_zh: str = ""
     notation: str = "nielsen"
+    steps: base.Size | None = None   # a sequence network: the columns are its T time steps or tokens
 
     def __post_init__(self):
         validate(self)
@@ -78,6 +82,15 @@ class BlockSpec:
     @property
     def depth(self) -> int:
         return len(self.layers)
+
+    @property
+    def columns(self) -> base.Size:
+        """The columns of every node: the samples, or the time steps (tokens) of a sequence network."""
+        return self.steps if self.steps is not None else self.samples
+
+    @property
+    def is_sequence(self) -> bool:
+        return self.steps is not None
 
     @property
     def is_concrete(self) -> bool:
@@ -110,10 +123,11 @@ def uses_blocks(data: dict) -> bool:
 
 def from_mapping(data: dict) -> BlockSpec:
     for key in data:
-        if key not in ("name", "title", "notation", "input", "layers", "loss", "samples"):
+        if key not in ("name", "title", "notation", "input", "layers", "loss", "samples", "steps"):
             raise SpecError(str(key)[:40], base._short(data[key]),
-                            "no such field for a network with normalization, dropout, skips or the new losses; "
-                            "accepted: name, title, notation, input, layers, loss, samples")
+                            "no such field for a network with normalization, dropout, skips, recurrent or attention "
+                            "layers or the new losses; accepted: name, title, notation, input, layers, loss, samples, "
+                            "steps")
     for required in ("name", "input", "layers"):
         if required not in data:
             raise SpecError(required, None, "a value: this field is required")
@@ -145,7 +159,8 @@ def from_mapping(data: dict) -> BlockSpec:
     return BlockSpec(name=str(name) if isinstance(name, (str, int)) and not isinstance(name, bool) else name,
                      input=base._size(data["input"], "input"), layers=layers, loss=loss,
                      samples=base._size(data.get("samples", 1), "samples"), title=title, title_zh=title_zh,
-                     notation=data.get("notation", "nielsen"))
+                     notation=data.get("notation", "nielsen"),
+                     steps=base._size(data["steps"], "steps") if "steps" in data else None)
 
 
 def _layer(raw, where: str) -> BlockLayer:
@@ -176,12 +191,17 @@ def _layer(raw, where: str) -> BlockLayer:
     if dropout is not None and not dropout < 1:
         raise SpecError(f"{where}.dropout", base._short(raw["dropout"]),
                         "a drop probability p with 0 < p < 1 (the kept units are scaled by 1/(1 - p))")
-    act = raw.get("activation", "sigmoid")
+    act = raw.get("activation", "tanh" if kind == "rnn" else "sigmoid")
     if not isinstance(act, str):
         raise SpecError(f"{where}.activation", base._short(act), "one of " + ", ".join(ACTIVATIONS))
     slope = base._number(raw["slope"], f"{where}.slope") if "slope" in raw else None
+    key = base._size(raw["key"], f"{where}.key") if "key" in raw else None
+    if key is not None and kind != "attention":
+        raise SpecError(f"{where}.key", base._short(raw["key"]), "a key size only with kind: attention")
+    if kind == "attention":
+        act = raw.get("activation", "identity")
     return BlockLayer(units=base._size(raw["units"], f"{where}.units"), activation=act, bias=bias, slope=slope,
-                      name=name, norm=norm, eps=eps, dropout=dropout, skip=skip)
+                      name=name, norm=norm, eps=eps, dropout=dropout, skip=skip, kind=kind, key=key)
 
 
 def validate(spec: BlockSpec) -> None:
@@ -196,9 +216,34 @@ def validate(spec: BlockSpec) -> None:
         raise SpecError("layers", f"{len(spec.layers)} layers", f"at most {base.MAX_LAYERS} layers")
     if isinstance(spec.samples, int) and spec.samples > base.MAX_SAMPLES:
         raise SpecError("samples", spec.samples, f"at most {base.MAX_SAMPLES} numeric samples")
+    sequence = [l for l, layer in enumerate(spec.layers, start=1) if layer.kind in SEQUENCE_KINDS]
+    if spec.steps is not None and not sequence:
+        raise SpecError("steps", spec.steps, "steps only with a recurrent or attention layer (kind: rnn or "
+                        "attention); a batch of samples is samples: m")
+    if sequence and spec.steps is None:
+        raise SpecError(f"layers[{sequence[0]}].kind", spec.layers[sequence[0] - 1].kind,
+                        "a sequence: give steps (the number of time steps or tokens, the columns of X)")
+    if sequence and spec.samples != 1:
+        raise SpecError("samples", spec.samples, "samples: 1 in a sequence network (its columns are the steps; "
+                        "the gradient of a batch of sequences is the sum of theirs)")
     names: dict[str, int] = {}
     for l, layer in enumerate(spec.layers, start=1):
         where = f"layers[{l}]"
+        if layer.kind == "rnn" and (layer.norm or layer.dropout is not None or layer.skip):
+            field_name = "norm" if layer.norm else "dropout" if layer.dropout is not None else "skip"
+            raise SpecError(f"{where}.{field_name}", base._short(getattr(layer, field_name)),
+                            "no normalization, dropout or skip inside a recurrent layer (its state is its output)")
+        if layer.kind == "attention" and (layer.norm or layer.dropout is not None or layer.activation != "identity"):
+            field_name = "norm" if layer.norm else "dropout" if layer.dropout is not None else "activation"
+            raise SpecError(f"{where}.{field_name}", base._short(getattr(layer, field_name)),
+                            "an attention layer is softmax(K^T Q / sqrt(d)) V with a skip at most; put "
+                            "normalization, activation and dropout in the next layer")
+        if layer.kind in SEQUENCE_KINDS and l == spec.depth:
+            raise SpecError(f"{where}.kind", layer.kind, "a dense output layer after a recurrent or attention layer "
+                            "(the loss reads a dense layer's output at every step)")
+        if layer.norm == "batch" and sequence:
+            raise SpecError(f"{where}.norm", "batch", "norm: layer in a sequence network (batch norm would mix "
+                            "the time steps)")
         if layer.activation not in ACTIVATIONS:
             raise SpecError(f"{where}.activation", layer.activation, "one of " + ", ".join(ACTIVATIONS))
         if layer.activation in VECTOR_ACTIVATIONS and l != spec.depth:

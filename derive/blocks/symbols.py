@@ -23,10 +23,15 @@ LATEX = {
     "r": ("r^{%s}", "R^{%s}"), "W": ("w^{%s}", "W^{%s}"), "b": ("b^{%s}", "b^{%s}"),
     "gamma": (r"\gamma^{%s}", r"\gamma^{%s}"), "beta": (r"\beta^{%s}", r"\beta^{%s}"),
     "mu": (r"\mu^{%s}", r"\mu^{%s}"), "var": ("v^{%s}", "v^{%s}"), "delta": (r"\delta^{%s}", r"\Delta^{%s}"),
+    "U": ("u^{%s}", "U^{%s}"), "q": ("q^{%s}", "Q^{%s}"), "kk": ("k^{%s}", "K^{%s}"), "v": ("v^{%s}", "V^{%s}"),
+    "sc": ("s^{%s}", "S^{%s}"), "pr": ("p^{%s}", "P^{%s}"),
+    "WQ": (r"w^{Q,%s}", r"W^{Q,%s}"), "WK": (r"w^{K,%s}", r"W^{K,%s}"), "WV": (r"w^{V,%s}", r"W^{V,%s}"),
 }
 NODE_KINDS = ("a", "z", "zhat", "u", "h", "d", "r", "delta")      # n_l x m
 UNIT_KINDS = ("b", "gamma", "beta")                              # n_l x 1
-INDEX = {name: sp.Symbol(name, integer=True, positive=True) for name in ("i", "j", "k", "p", "s", "t")}
+INDEX = {name: sp.Symbol(name, integer=True, positive=True) for name in ("i", "j", "k", "p", "s", "t", "r")}
+# a sequence network's columns are time steps: its column index prints t, the second one tau
+SEQUENCE_INDEX = {"s": "t", "t": r"\tau", "r": "r"}
 FUNCTION_LATEX = {"exp": r"e^{%s}", "log": r"\log\left(%s\right)", "step": r"[%s > 0]"}
 
 
@@ -43,7 +48,7 @@ class Table:
         self.spec = spec
         to_size = lambda s: sp.Integer(s) if isinstance(s, int) else sp.Symbol(s, integer=True, positive=True)
         self.sizes = tuple(to_size(s) for s in spec.sizes)
-        self.samples = to_size(spec.samples)
+        self.samples = to_size(spec.columns)
         self.loss = sp.Symbol("L")
         self.atoms: dict[str, Atom] = {"L": Atom("L", None)}
         self.eps = {l: sp.Symbol(f"epsilon_{l}", positive=True) for l in range(1, spec.depth + 1)}
@@ -53,10 +58,25 @@ class Table:
         self.atoms[name] = Atom(kind, layer)
         return name
 
+    def key_size(self, l: int):
+        key = self.spec.layers[l - 1].key
+        return self.sizes[l] if key is None else (sp.Integer(key) if isinstance(key, int) else
+                                                  sp.Symbol(key, integer=True, positive=True))
+
     def shape(self, kind: str, layer):
         m = self.samples
         if kind in ("y",):
             return self.sizes[-1], m
+        if kind in ("q", "kk"):
+            return self.key_size(layer), m
+        if kind in ("sc", "pr", "N"):
+            return m, m
+        if kind in ("WQ", "WK"):
+            return self.key_size(layer), self.sizes[layer - 1]
+        if kind == "WV":
+            return self.sizes[layer], self.sizes[layer - 1]
+        if kind == "U":
+            return self.sizes[layer], self.sizes[layer]
         if kind in UNIT_KINDS:
             return self.sizes[layer], sp.Integer(1)
         if kind in ("mu", "var"):
@@ -131,7 +151,9 @@ class BlockPrinter(DerivePrinter):
         if expr.name.startswith("epsilon_"):
             return r"\epsilon"
         if expr.name in INDEX:
-            return expr.name
+            return SEQUENCE_INDEX[expr.name] if self.t.spec.is_sequence and expr.name in SEQUENCE_INDEX else expr.name
+        if expr.name == "m" and self.t.spec.is_sequence:
+            return "T"
         return super()._print_Symbol(expr, style)
 
     def _function_name(self, name: str) -> str:
@@ -145,6 +167,19 @@ class BlockPrinter(DerivePrinter):
             text = self._named(name, expr.args)
             return text if exp is None else r"\left(%s\right)^{%s}" % (text, exp)
         return super()._print_Function(expr, exp)
+
+    def _print_Direct(self, expr):
+        return r"\frac{\bar{\partial} %s}{\bar{\partial} %s}" % (self._print(expr.num), self._print(expr.den)) \
+            if isinstance(expr.num, (sp.Indexed, sp.Symbol)) else \
+            r"\frac{\bar{\partial}}{\bar{\partial} %s}\left(%s\right)" % (self._print(expr.den), self._print(expr.num))
+
+    def _print_Shift(self, expr):
+        return "N"
+
+    def _print_Transpose(self, expr):
+        if isinstance(expr.arg, Shift):
+            return "N^{T}"
+        return super()._print_Transpose(expr)
 
     def _print_OneMatrix(self, expr):
         """A square or wide matrix of ones is the product 1 1^T (it sums and spreads across a row or column)."""
@@ -173,5 +208,18 @@ class BlockPrinter(DerivePrinter):
         return FUNCTION_LATEX[name] % inner
 
 
-def partial(num, den) -> Partial:
-    return Partial(num, den)
+class Direct(Partial):
+    """The direct derivative of a recurrent layer's weighted input by its weights, the state a_(t-1) held
+    fixed (printed with a bar; its dependence through the state is carried by the error term of step t-1)."""
+
+
+class Shift(sp.MatrixExpr):
+    """The T x T shift N with N_(t+1, t) = 1: A N^T holds the states a_0 = 0, a_1 .. a_(T-1); Delta N the
+    error terms of the next step (0 after the last)."""
+
+    def __new__(cls, size):
+        return sp.Basic.__new__(cls, sp.sympify(size))
+
+    @property
+    def shape(self):
+        return self.args[0], self.args[0]
