@@ -41,6 +41,7 @@ test: setup tex browser
 bench: setup
 	$(BIN)/python benchmarks/derive_scaling.py
 	$(BIN)/python benchmarks/blocks_scaling.py
+	$(BIN)/python benchmarks/conv_concrete.py
 	$(BIN)/python benchmarks/gradient_speed.py
 	$(BIN)/python benchmarks/web_load.py
 

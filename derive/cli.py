@@ -257,9 +257,23 @@ def codegen_command(spec_path, out_path, layout, dtype, as_json):
     """Write a NumPy module (forward, loss, gradients, train_step) printed from the derivation."""
     from .codegen import document_layout, generate
     from .files import write_atomic
-    from .spec import load
+    from .spec import NetworkSpec, load
 
     spec = load(spec_path)
+    if not isinstance(spec, NetworkSpec):
+        from .blocks.codegen import generate_blocks
+
+        if layout != "column" or dtype != "float64":
+            raise DeriveError(f"{spec.name}: --layout column and --dtype float64 only, so far, for a network with "
+                              "normalization, dropout, skips, recurrent or attention layers")
+        code = generate_blocks(spec)
+        write_atomic(Path(out_path), code)
+        from .blocks import derive_blocks
+
+        click.echo(_json({"file": str(out_path), "spec": spec.name, "layout": "column", "dtype": dtype,
+                          "parameters": list(derive_blocks(spec, levels=("matrix",)).parameters)})
+                   if as_json else out_path)
+        return
     code = generate(spec, layout=layout, dtype=dtype)
     write_atomic(Path(out_path), code)
     if not as_json:

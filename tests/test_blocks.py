@@ -61,9 +61,43 @@ def random_sequence(rng: np.random.Generator) -> dict:
             "loss": {"kind": loss, "reduction": str(rng.choice(["mean", "sum"]))}}
 
 
+def random_maps(rng: np.random.Generator) -> dict:
+    """A random network of feature maps: 1-D or 2-D, conv layers (stride, padding) and pooling, then dense."""
+    dims = int(rng.integers(1, 3))
+    channels = int(rng.integers(1, 3))
+    side = int(rng.integers(4, 7))
+    shape = [channels] + [side] * dims
+    layers = []
+    for _ in range(int(rng.integers(1, 3))):
+        kernel = int(rng.integers(1, 4))
+        padding = int(rng.integers(0, kernel))
+        stride = 1
+        if rng.random() < 0.3:
+            stride = next((s for s in (2, 3) if (shape[1] + 2 * padding - kernel) % s == 0
+                           and shape[1] + 2 * padding - kernel >= 0), 1)
+        if shape[1] + 2 * padding - kernel < 0:
+            break
+        out = int(rng.integers(1, 3))
+        layers.append({"kind": "conv", "channels": out, "kernel": kernel, "stride": stride, "padding": padding,
+                       "activation": str(rng.choice(["relu", "tanh", "identity", "sigmoid"])),
+                       "bias": bool(rng.random() < 0.8)})
+        shape = [out] + [(n + 2 * padding - kernel) // stride + 1 for n in shape[1:]]
+        size = next((s for s in (2, 3) if all(n % s == 0 for n in shape[1:])), None)
+        if size and rng.random() < 0.7:
+            layers.append({"kind": "pool", "mode": str(rng.choice(["max", "avg"])), "size": size})
+            shape = [shape[0]] + [n // size for n in shape[1:]]
+    loss = str(rng.choice(["squared_error", "cross_entropy", "hinge"]))
+    layers.append({"units": int(rng.integers(2, 4)), "activation": OUTPUT_OF[loss][0]})
+    spatial = {"length": side} if dims == 1 else {"height": side, "width": side}
+    return {"name": "maps", "input": {"channels": channels, **spatial}, "layers": layers,
+            "loss": {"kind": loss, "reduction": "sum"}}
+
+
 def random_mapping(rng: np.random.Generator, samples=None) -> dict:
     """A random network: every stage and loss drawn, skips between layers of the same size; one in four
-    is a sequence network with recurrent or attention layers."""
+    is a sequence network with recurrent or attention layers, one in five a network of feature maps."""
+    if samples is None and rng.random() < 0.2:
+        return random_maps(rng)
     if samples is None and rng.random() < 0.25:
         return random_sequence(rng)
     depth = int(rng.integers(1, 5))
@@ -101,6 +135,7 @@ def numpy_oracle_agrees(mapping) -> float:
     result = derive_blocks(from_mapping(mapping), levels=("matrix",))
     inst = Instance(result.table, seed=7)
     grads = engine_gradients(result, inst)
+    assert set(grads) == set(result.parameters), (set(result.parameters) - set(grads))
     worst = 0.0
     for name, g in grads.items():
         kind = name.rstrip("0123456789")
@@ -122,6 +157,27 @@ def torch_loss(torch, spec, leaves, params):
     a = {0: t(("a", 0))}
     x = a[0]
     for l, layer in enumerate(spec.layers, start=1):
+        if layer.kind in ("conv", "pool"):   # torch's own convolution and pooling, one sample as a batch of 1
+            dims = x.dim() - 1
+            if layer.kind == "conv":
+                conv = F.conv1d if dims == 1 else F.conv2d
+                z = conv(x[None], params[f"K{l}"], params[f"b{l}"][:, 0] if layer.bias else None,
+                         stride=layer.stride, padding=layer.padding)[0]
+                act = {"relu": F.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
+                       "identity": lambda v: v}[layer.activation]
+                a[l] = x = act(z)
+            else:
+                pool = {("max", 1): F.max_pool1d, ("max", 2): F.max_pool2d, ("avg", 1): F.avg_pool1d,
+                        ("avg", 2): F.avg_pool2d}[layer.mode, dims]
+                a[l] = x = pool(x[None], layer.kernel)[0]
+            continue
+        if layer.kind == "dense" and spec.map_shape(l - 1) is not None:
+            W = params[f"W{l}"].reshape(params[f"W{l}"].shape[0], -1)
+            z = W @ x.reshape(-1, 1) + (params[f"b{l}"] if layer.bias else 0)
+            act = {"relu": F.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "identity": lambda v: v,
+                   "softmax": lambda v: torch.softmax(v, dim=0)}[layer.activation]
+            a[l] = x = act(z)
+            continue
         if layer.kind == "attention":        # torch's own attention, tokens as rows
             q, k, v = (params[f"{name}{l}"] @ x for name in ("WQ", "WK", "WV"))
             h = F.scaled_dot_product_attention(q.T[None], k.T[None], v.T[None])[0].T
@@ -314,11 +370,17 @@ def test_the_skip_gives_the_skipped_layer_two_terms():
     (lambda m: m["layers"][0].update(kind="rnn", norm=None), "layers[1].kind", "give steps"),
 ])
 def test_bad_combinations_name_the_field(change, field, words):
+    assert_refused(BN, change, field, words, clean=True)
+
+
+def assert_refused(base: dict, change, field: str, words: str, clean: bool = False):
+    """The changed spec is refused with a message naming the field and saying what is accepted."""
     import copy
 
-    mapping = copy.deepcopy(BN)
+    mapping = copy.deepcopy(base)
     change(mapping)
-    mapping["layers"] = [{k: v for k, v in l.items() if v is not None} for l in mapping["layers"]]
+    if clean:       # a change may set a field to None to remove it
+        mapping["layers"] = [{k: v for k, v in l.items() if v is not None} for l in mapping["layers"]]
     with pytest.raises(SpecError) as caught:
         from_mapping(mapping)
     assert caught.value.field == field and words in str(caught.value), str(caught.value)
@@ -333,13 +395,61 @@ def test_bad_combinations_name_the_field(change, field, words):
     (lambda m: m["layers"][1].update(units=4), "layers[2].skip", "a layer of the same size"),
 ])
 def test_bad_sequence_networks_name_the_field(change, field, words):
-    import copy
+    assert_refused(SEQUENCE, change, field, words)
 
-    mapping = copy.deepcopy(SEQUENCE)
-    change(mapping)
-    with pytest.raises(SpecError) as caught:
-        from_mapping(mapping)
-    assert caught.value.field == field and words in str(caught.value), str(caught.value)
+
+CNN = {"name": "cnn", "input": {"channels": 1, "height": 6, "width": 6}, "layers": [
+    {"kind": "conv", "channels": 2, "kernel": 3, "activation": "relu"}, {"kind": "pool", "mode": "max", "size": 2},
+    {"units": 3, "activation": "softmax"}], "loss": "cross_entropy"}
+
+
+@pytest.mark.parametrize("change,field,words", [
+    (lambda m: m["layers"].insert(0, {"units": 4}), "layers[2].kind", "a feature map before it"),
+    (lambda m: m["layers"][1].update(size=3), "layers[2].size", "tiles the map"),
+    (lambda m: m["layers"][0].update(kernel=7), "layers[1].kernel", "fit the map"),
+    (lambda m: m["layers"][0].update(stride=2), "layers[1].stride", "fit the map"),
+    (lambda m: m.update(samples=4), "samples", "samples: 1 for a network of feature maps"),
+    (lambda m: m["layers"].pop(), "layers[2].kind", "a dense output layer"),
+    (lambda m: m["layers"][1].update(mode="median"), "layers[2].mode", "max or avg"),
+    (lambda m: m["layers"][0].update(units=3), "layers[1].units", "a field of a conv layer"),
+    (lambda m: m.update(input={"channels": 1, "height": 6}), "input.width", "a number from 1 to 64"),
+])
+def test_bad_feature_map_networks_name_the_field(change, field, words):
+    assert_refused(CNN, change, field, words)
+
+
+@pytest.mark.parametrize("topic,layer", [("kernel", 1), ("input", 2), ("input", 3), ("act", 1), ("weight", 3)])
+def test_a_broken_step_of_a_feature_map_network_fails_its_check(topic, layer):
+    import sympy as sp
+    from derive.blocks.check import instance
+
+    result = derive_blocks(from_mapping(CNN))
+    inst = [instance(result, seed) for seed in (0, 1)]
+    step = result.get(topic, layer, "index").result
+    rhs = step.rhs
+    broken = rhs.xreplace({rhs.free_symbols.pop(): rhs.free_symbols.pop()}) if False else 2 * rhs
+    assert check_step(step, inst, "x", 1, np.random.default_rng(0)).passed
+    assert not check_step(_broken(step, broken), inst, "x", 1, np.random.default_rng(0)).passed
+
+
+def test_a_kernel_index_off_by_one_fails():
+    """The correlation reads x at i + p - 1; reading i + p instead is caught."""
+    from derive.blocks.check import instance
+    from derive.blocks.symbols import INDEX
+
+    result = derive_blocks(from_mapping(CNN))
+    inst = [instance(result, seed) for seed in (0, 1)]
+    step = result.get("kernel", 1, "index").result
+    shifted = step.rhs.xreplace({INDEX["p"]: INDEX["p"] + 1})
+    assert not check_step(_broken(step, shifted), inst, "x", 1, np.random.default_rng(0)).passed
+
+
+def test_the_5x5_convolution_is_written_out_entry_by_entry():
+    spec = loads((EXAMPLES / "conv_5x5.yaml").read_text(), "conv")
+    result = derive_blocks(spec)
+    written = result.get("kernel", 1, "concrete")
+    assert len(written.steps) == 9 and all(len(s.rhs.args) == 9 for s in written.steps)
+    assert check_blocks(result).passed
 
 
 def test_dense_specs_stay_dense_and_the_new_fields_select_the_new_engine():
@@ -364,7 +474,10 @@ def test_cli_checks_a_block_example_and_refuses_what_it_cannot_do_yet(tmp_path):
     proc = run("build", str(EXAMPLES / "batchnorm_mlp.yaml"), "-o", str(tmp_path), "--format", "md")
     assert proc.returncode == 2 and "not available yet" in proc.stderr and "Traceback" not in proc.stderr
     assert not list(tmp_path.iterdir())
-    proc = run("codegen", str(EXAMPLES / "residual_dropout.yaml"), "-o", str(tmp_path / "m.py"))
+    proc = run("codegen", str(EXAMPLES / "small_cnn.yaml"), "-o", str(tmp_path / "m.py"))
+    assert proc.returncode == 2 and "conv and pool" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "m.py").exists()
+    proc = run("verify", str(EXAMPLES / "residual_dropout.yaml"), "--param", "W1", "--claim", "delta1 a0.T")
     assert proc.returncode == 2 and "takes dense chains only" in proc.stderr and "Traceback" not in proc.stderr
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: b\ninput: 2\nsamples: 2\nlayers: [{units: 2, skip: h9}, {units: 2}]\n")
@@ -375,7 +488,8 @@ def test_cli_checks_a_block_example_and_refuses_what_it_cannot_do_yet(tmp_path):
 # ---------------------------------------------------------------- the documents
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
-@pytest.mark.parametrize("name", ["batchnorm_mlp", "residual_dropout", "rnn_bptt", "attention_block"])
+@pytest.mark.parametrize("name", ["batchnorm_mlp", "residual_dropout", "rnn_bptt", "attention_block", "small_cnn",
+                                  "conv_5x5"])
 def test_golden_block_documents(name, lang, update_golden):
     spec = loads((EXAMPLES / f"{name}.yaml").read_text(), name)
     result = derive_blocks(spec)
@@ -389,7 +503,8 @@ def test_golden_block_documents(name, lang, update_golden):
     assert noise.sub("<err>", tex) == noise.sub("<err>", path.read_text(encoding="utf-8")), \
         f"{path.name} differs; if the change is intended, run pytest --update-golden"
     marker = {"batchnorm_mlp": r"\gamma^{", "residual_dropout": r"\tilde{h}^{", "rnn_bptt": r"\bar{\partial}",
-              "attention_block": r"\sqrt{2}"}[name]
+              "attention_block": r"\sqrt{2}", "small_cnn": r"\max_{1 \le p, q \le 2}",
+              "conv_5x5": r"\frac{\partial L}{\partial K^{1}_{1,1,3,3}}"}[name]
     assert marker in tex and r"\stepnote" in tex
 
 
@@ -402,3 +517,55 @@ def test_chinese_block_documents_have_no_english_prose():
     body = re.sub(r"\\begin\{tabular\}\{[a-z]+\}|\\[A-Za-z]+\*?(\{[a-z*]+\})?", " ", body)
     words = {w for w in re.findall(r"[A-Za-z]{3,}", body)} - {"dropout", "relu", "softmax", "tanh", "log"}
     assert not words, sorted(words)
+
+
+# --------------------------------------------------------------------- codegen
+
+CODEGEN_NETWORKS = 80
+
+
+def test_generated_numpy_code_gives_the_derived_gradients(tmp_path):
+    """derive codegen's module, run on random dense, normalized, dropout, skip, recurrent and attention
+    networks, returns the loss and the gradients that the derivation (checked against PyTorch above) gives."""
+    from derive.blocks.check import instance
+    from derive.blocks.codegen import generate_blocks
+    from derive.codegen import module_from_source
+
+    checked = 0
+    for seed in range(CODEGEN_NETWORKS * 2):
+        spec = from_mapping(random_mapping(np.random.default_rng(50_000 + seed)))
+        if spec.has_maps:
+            continue
+        module = module_from_source(generate_blocks(spec), f"generated{seed}")
+        result = derive_blocks(spec, levels=("matrix",))
+        inst = instance(result, seed)
+        ours = engine_gradients(result, inst)
+        params = {name: inst.leaves[_key(name)] for name in result.parameters}
+        masks = {f"R{l}": inst.leaves[("r", l)] for l, layer in enumerate(spec.layers, 1) if layer.dropout is not None}
+        value, grads = module.gradients(params, inst.leaves[("a", 0)], inst.leaves[("y", None)], masks)
+        assert abs(value - float(inst.values[("L", None)])) <= 1e-9 * max(1.0, abs(value))
+        assert set(grads) == set(result.parameters)
+        for name in result.parameters:
+            assert np.allclose(grads[name], ours[name], rtol=1e-9, atol=1e-12), (seed, name)
+        checked += 1
+        if checked == CODEGEN_NETWORKS:
+            break
+    assert checked == CODEGEN_NETWORKS
+
+
+def test_codegen_cli_writes_a_module_that_runs(tmp_path):
+    out = tmp_path / "rnn.py"
+    proc = run("codegen", str(EXAMPLES / "rnn_bptt.yaml"), "-o", str(out), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["parameters"] == ["W1", "U1", "b1", "W2", "b2"]
+    from derive.codegen import load_module
+
+    module = load_module(out)
+    rng = np.random.default_rng(0)
+    params = {"W1": rng.normal(size=(4, 2)), "U1": rng.normal(size=(4, 4)) * 0.3, "b1": rng.normal(size=(4, 1)),
+              "W2": rng.normal(size=(2, 4)), "b2": rng.normal(size=(2, 1))}
+    X, Y = rng.normal(size=(2, 3)), rng.normal(size=(2, 3))
+    value, grads = module.gradients(params, X, Y)
+    moved = dict(params, U1=params["U1"] + 1e-6 * np.eye(4))
+    numeric = (module.forward(moved, X, Y)[1] - module.forward(params, X, Y)[1]) / 1e-6
+    assert abs(numeric - np.trace(grads["U1"])) < 1e-4

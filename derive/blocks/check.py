@@ -81,7 +81,7 @@ def _points(step, inst, rng):
         yield dict(zip(names, combo))
 
 
-PARAMETER_KINDS = ("W", "U", "b", "gamma", "beta", "WQ", "WK", "WV")
+PARAMETER_KINDS = ("W", "U", "K", "b", "gamma", "beta", "WQ", "WK", "WV")
 
 
 def engine_gradients(result: BlockDerivation, inst: Instance) -> dict[str, np.ndarray]:
@@ -91,8 +91,15 @@ def engine_gradients(result: BlockDerivation, inst: Instance) -> dict[str, np.nd
     grads = {}
 
     def store(d, value):
-        lhs = d.result.lhs
-        atom = result.table.atom(lhs.name if hasattr(lhs, "name") else lhs.den.name)
+        lhs = d.steps[0].lhs if d.level == "index" else d.result.lhs     # the quantity the derivation is about
+        if d.level == "index":          # entries: the quantity is the Indexed (delta) or the one differentiated by
+            base = (lhs if isinstance(lhs, sp.Indexed) else lhs.den).base.label.name
+            atom = result.table.atom(base)
+            target = inst.leaves.get((atom.kind, atom.layer))
+            if target is not None and target.size == value.size:
+                value = value.reshape(target.shape)
+        else:
+            atom = result.table.atom(lhs.name if hasattr(lhs, "name") else lhs.den.name)
         if atom.kind == "delta":
             known[("z", atom.layer)] = value
         elif atom.kind in PARAMETER_KINDS:
@@ -111,8 +118,18 @@ def engine_gradients(result: BlockDerivation, inst: Instance) -> dict[str, np.nd
                 store(d, np.asarray(ev(d.result.rhs), dtype=float))
                 store(act, np.asarray(ev(act.result.rhs), dtype=float))
             continue
-        store(d, np.asarray(ev(d.result.rhs), dtype=float))
+        store(d, entries(d.result, inst, known) if d.level == "index" else np.asarray(ev(d.result.rhs), dtype=float))
     return grads
+
+
+def entries(step, inst: Instance, known: dict) -> np.ndarray:
+    """An index-level result at every value of its free indices (a feature map's gradient)."""
+    bounds = [int(round(Evaluator(inst)(bound))) for _, bound in step.free]
+    out = np.zeros(bounds)
+    for combo in itertools.product(*(range(n) for n in bounds)):
+        bindings = {symbol: i + 1 for (symbol, _), i in zip(step.free, combo)}
+        out[combo] = Evaluator(inst, bindings, known)(step.rhs)
+    return out
 
 
 def _split(name: str) -> tuple[str, int]:

@@ -11,8 +11,8 @@ from .engine import BlockDerivation
 from .plan import stages
 from .symbols import BlockPrinter
 
-STAGE_ORDER = ("skip", "att_v", "att_p", "att_s", "att_q", "att_k", "dropout", "act", "zhat", "norm", "gamma", "beta")
-PARAMETER_TOPICS = ("weight", "recurrent", "bias", "wq", "wk", "wv", "input")
+STAGE_ORDER = ("pool", "skip", "att_v", "att_p", "att_s", "att_q", "att_k", "dropout", "act", "zhat", "norm", "gamma", "beta")
+PARAMETER_TOPICS = ("weight", "kernel", "recurrent", "bias", "wq", "wk", "wv", "input")
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,8 @@ class Shown:
     matrix: tuple[Row, ...]
     same_as: int | None      # the layer whose index-level argument this one repeats
     shape: str
+    has_matrix: bool = True  # False for a feature map: `matrix` is then the index-level result
+    concrete: tuple[Row, ...] = ()   # every entry written out (small conv layers)
 
 
 def rows_of(derivation, printer) -> tuple[Row, ...]:
@@ -41,13 +43,21 @@ def rows_of(derivation, printer) -> tuple[Row, ...]:
     return tuple(out)
 
 
+def _quantity(result: BlockDerivation, derivation):
+    """(kind, layer) of the quantity an index-level derivation is about, for its shape."""
+    lhs = derivation.steps[0].lhs
+    base = (lhs if isinstance(lhs, sp.Indexed) else lhs.den).base.label.name
+    atom = result.table.atom(base)
+    return ("z" if atom.kind == "delta" else atom.kind), atom.layer
+
+
 def signature(result: BlockDerivation, topic: str, l: int):
     """What makes two derivations the same argument: the stage and its variant."""
     layer = result.spec.layers[l - 1]
     if topic in ("norm", "zhat", "gamma", "beta"):
         return topic, layer.norm
     if topic == "act":
-        return topic, l == result.spec.depth
+        return topic, l == result.spec.depth, layer.activation, layer.kind
     if topic == "input":
         from .plan import skips_from
         return topic, bool(skips_from(result.spec, l - 1)), layer.kind, result.spec.layers[l - 2].kind
@@ -61,19 +71,29 @@ def document_context(result: BlockDerivation, report, lang: str) -> dict:
     for l in range(result.spec.depth, 0, -1):
         shown = []
         plan = stages(result.spec, l)
-        topics = [t for t in STAGE_ORDER if result.has(t, l)] + \
-            [t for t in PARAMETER_TOPICS if result.has(t, l)]
+        present = lambda t: result.has(t, l, "matrix") or result.has(t, l, "index")
+        topics = [t for t in STAGE_ORDER if present(t)] + [t for t in PARAMETER_TOPICS if present(t)]
         if l == result.spec.depth:
             topics = ["loss"] + topics
         for topic in topics:
             key = signature(result, topic, l)
             first = key not in seen
             seen.setdefault(key, l)
-            matrix = result.get(topic, l, "matrix")
-            index = rows_of(result.get(topic, l, "index"), p) if first and result.has(topic, l, "index") else ()
-            lhs = matrix.result.lhs
-            shape = r" \times ".join(p.doprint(n) for n in lhs.shape) if hasattr(lhs, "shape") else ""
-            shown.append(Shown(topic, l, index, rows_of(matrix, p), None if first else seen[key], shape))
+            has_matrix = result.has(topic, l, "matrix")
+            index_d = result.get(topic, l, "index") if result.has(topic, l, "index") else None
+            index = rows_of(index_d, p) if first and index_d is not None else ()
+            if has_matrix:
+                matrix = result.get(topic, l, "matrix")
+                lhs = matrix.result.lhs
+                shape = r" \times ".join(p.doprint(n) for n in lhs.shape) if hasattr(lhs, "shape") else ""
+                final = rows_of(matrix, p)
+            else:       # a feature map: its result is the index-level one (every entry checked)
+                shape = " \\times ".join(str(n) for n in result.table.shape(
+                    *_quantity(result, index_d))) if index_d is not None else ""
+                final = tuple(Row(text, index_d.steps[-1] if number == 0 else None) for number, text in
+                              enumerate(Breaker(p).lines(index_d.steps[0].lhs, index_d.steps[-1].rhs, False)))
+            concrete = rows_of(result.get(topic, l, "concrete"), p) if result.has(topic, l, "concrete") else ()
+            shown.append(Shown(topic, l, index, final, None if first else seen[key], shape, has_matrix, concrete))
         layers.append({"layer": l, "spec": result.spec.layers[l - 1], "stages": plan, "shown": shown})
     forward = []
     for step in result.forward:
@@ -87,8 +107,13 @@ def document_context(result: BlockDerivation, report, lang: str) -> dict:
             "printer": p, "layers": layers, "forward": forward, "report": report, "failed": failed,
             "worst": f"{worst:.1e}", "tex": p.doprint, "table": result.table, "depth": spec.depth,
             "samples": p.doprint(result.table.samples),
+            "stride_one": all(layer.stride == 1 for layer in spec.layers if layer.kind == "conv"),
+            "shapes": [r" \times ".join(map(str, spec.map_shape(l))) if spec.map_shape(l) is not None else
+                       p.doprint(result.table.sizes[l]) for l in range(spec.depth + 1)],
             "rational": lambda x: sp.Rational(x.numerator, x.denominator),
-            "kinds": {kind: any(layer.kind == kind for layer in spec.layers) for kind in ("rnn", "attention")} |
+            "kinds": {kind: any(layer.kind == kind for layer in spec.layers) for kind in ("rnn", "attention", "conv",
+                                                                                         "pool")} |
+            {"h": any(layer.kind == "dense" and (layer.dropout is not None or layer.skip) for layer in spec.layers)} |
             {"norm": any(layer.norm for layer in spec.layers),
              "dropout": any(layer.dropout is not None for layer in spec.layers)}, "sizes": [p.doprint(n) for n in result.table.sizes]}
 

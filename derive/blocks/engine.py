@@ -5,7 +5,7 @@ linear in depth and independent of width.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import sympy as sp
 from sympy import KroneckerDelta as kd, Sum, Transpose, HadamardProduct, MatMul, MatAdd, OneMatrix
@@ -19,9 +19,11 @@ from .losses import LossRules
 from .plan import Stage, skips_from, stages
 from .spec import BlockSpec
 from .symbols import INDEX, Table, f, f_prime, fn
+from .expand import expand_entries
 
 LEVELS = ("index", "matrix")
 I, J, K, P, S, T, R = (INDEX[n] for n in ("i", "j", "k", "p", "s", "t", "r"))
+C, D, Q, U_, E, F_, G_ = (INDEX[n] for n in ("c", "d", "q", "u", "e", "f", "g"))
 COMBINED_LOSSES = ("binary_cross_entropy", "cross_entropy", "nll", "softmax_cross_entropy", "hinge")
 
 
@@ -48,7 +50,9 @@ class BlockDerivation:
             if layer.kind == "attention":
                 out += [f"WQ{l}", f"WK{l}", f"WV{l}"]
                 continue
-            out.append(f"W{l}")
+            if layer.kind == "pool":
+                continue
+            out.append(f"K{l}" if layer.kind == "conv" else f"W{l}")
             if layer.kind == "rnn":
                 out.append(f"U{l}")
             if layer.bias:
@@ -62,8 +66,13 @@ class BlockDerivation:
         return tuple(dict.fromkeys(d.level for d in self.derivations))
 
     def backward_order(self) -> tuple[Derivation, ...]:
-        """The matrix-level derivations in the order a backward pass computes them."""
-        return tuple(d for d in self.derivations if d.level == "matrix")
+        """The derivations a backward pass runs, in its order: the matrix form, or the index form where a
+        topic has none (the feature maps of conv and pool layers)."""
+        out = []
+        for d in self.derivations:
+            if d.level == "matrix" or (d.level == "index" and not self.has(d.topic, d.layer, "matrix")):
+                out.append(d)
+        return tuple(out)
 
     def __repr__(self) -> str:
         sizes = " → ".join(str(s) for s in self.table.sizes)
@@ -71,33 +80,60 @@ class BlockDerivation:
                 f"parameters {', '.join(self.parameters)}>")
 
 
-def derive_blocks(spec: BlockSpec, levels: tuple[str, ...] = LEVELS) -> BlockDerivation:
+def derive_blocks(spec: BlockSpec, levels: tuple[str, ...] | None = None) -> BlockDerivation:
+    """levels: index and matrix by default, and for a network of feature maps the concrete level (every
+    entry of a small conv layer's gradients written out)."""
+    if levels is None:
+        levels = LEVELS + (("concrete",) if spec.has_maps else ())
     t = Table(spec)
     b = _Builder(t)
     out: list[Derivation] = []
     wanted = set(levels)
+    if spec.has_maps and "matrix" in wanted:       # a feature map's result is its index-level form
+        wanted.add("index")
     for level in ("index", "matrix"):
         if level in wanted:
             out.append(Derivation("loss", spec.depth, level, tuple(b.loss.steps(level)), t))
     for l in range(spec.depth, 0, -1):
         plan = stages(spec, l)
         for stage in reversed(plan):
-            if stage.kind in ("linear", "recur") or (stage.kind == "act" and l == spec.depth and
+            if stage.kind in ("linear", "recur", "conv", "pool") or (stage.kind == "act" and l == spec.depth and
                                                      spec.loss.kind in COMBINED_LOSSES):
                 continue
             for level in ("index", "matrix"):
                 if level in wanted:
                     out += b.stage(stage, level)
         kind = spec.layers[l - 1].kind
-        topics = {"dense": ("weight", "bias"), "rnn": ("weight", "recurrent", "bias"),
-                  "attention": ("wq", "wk", "wv")}[kind] + ("input",)
+        topics = {"dense": ("weight", "bias"), "rnn": ("weight", "recurrent", "bias"), "conv": ("kernel", "bias"),
+                  "attention": ("wq", "wk", "wv"), "pool": ()}[kind] + ("input",)
+        on_maps = spec.map_shape(l - 1) is not None or kind == "conv"
         for topic in topics:
             if topic == "bias" and not spec.layers[l - 1].bias or topic == "input" and l == 1:
                 continue
             for level in ("index", "matrix"):
-                if level in wanted:
+                if level in wanted and not (on_maps and level == "matrix"):
                     out.append(Derivation(topic, l, level, tuple(getattr(b, f"{topic}_{level}")(l)), t))
-    return BlockDerivation(spec, t, tuple(b.forward()), tuple(out))
+    if "concrete" in wanted:
+        out += b.concrete_maps()
+    forward = tuple(b.forward())
+    if t.samples == 1 and spec.has_maps:      # one sample: its column index is dropped
+        forward, out = _one_column(forward), [replace(d, steps=_one_column(d.steps)) for d in out]
+    return BlockDerivation(spec, t, forward, tuple(out))
+
+
+def _one_column(steps):
+    """Steps of a network of one sample without its column index s: sums over s (one term) are their
+    term, and s is 1."""
+    def drop(e):
+        if not isinstance(e, sp.Basic):
+            return e
+        e = e.replace(lambda x: isinstance(x, Sum) and any(lim[0] == S for lim in x.limits),
+                      lambda x: (x.function.xreplace({S: sp.Integer(1)}) if len(x.limits) == 1 else
+                                 Sum(x.function.xreplace({S: sp.Integer(1)}), *[lim for lim in x.limits if lim[0] != S])))
+        return e.xreplace({S: sp.Integer(1)})
+    facts = lambda st: tuple((k, "only_entry" if (k, v) == ("why", "every_sample") else v) for k, v in st.facts)
+    return tuple(type(st)(drop(st.lhs), drop(st.rhs), st.level, tuple((i, b) for i, b in st.free if i != S),
+                          facts(st)) for st in steps)
 
 
 class _Builder:
@@ -162,6 +198,16 @@ class _Builder:
         l, m, n = st.layer, self.m, self.n(st.layer)
         free = ((J, n), (S, m))
         fact = lambda what: (("what", what), ("layer", l), ("stage", st.kind))
+        if st.kind in ("conv", "pool") or (st.kind == "act" and self.spec.map_shape(l) is not None):
+            return self.forward_map(st)
+        if st.kind == "linear" and self.spec.map_shape(l - 1) is not None:
+            rows = self.spec.map_shape(l - 1)
+            idx = self.map_index(len(rows), (C, R, U_))
+            body = sp.Mul(self.e("W", l)[(J,) + idx], self.e("a", l - 1)[idx], evaluate=False)
+            total = self.map_sum(body, idx, rows)
+            if self.spec.layers[l - 1].bias:
+                total = total + self.e("b", l)[J]
+            return [Definition(self.e(st.out, l)[J, S], total, "forward", free, fact("z_map"))]
         x_e = self.e(st.inp, l if st.inp != "a" else l - 1)
         out_e, out_m = self.e(st.out, l), self.M(st.out, l)
         x_m = self.M(st.inp, l if st.inp != "a" else l - 1)
@@ -261,6 +307,10 @@ class _Builder:
 
     # ------------------------------------------------------------------ backward
     def stage(self, st: Stage, level: str) -> list[Derivation]:
+        if self.spec.map_shape(st.layer) is not None:           # a feature map: entry by entry only
+            if level == "matrix":
+                return []
+            return [Derivation(st.kind, st.layer, level, tuple(getattr(self, f"map_{st.kind}")(st)), self.t)]
         method = getattr(self, f"{st.kind}_{level}")
         if st.kind in ("norm", "attend"):
             return [Derivation(topic, st.layer, level, tuple(steps), self.t) for topic, steps in method(st)]
@@ -377,20 +427,21 @@ class _Builder:
                      sp.Pow(var[at] + self.t.eps[l], sp.Rational(-3, 2), evaluate=False), dvar, evaluate=False)
         steps.append(Differentiate(t1, t2, "index", sd, (("wrt", "quotient"), ("layer", l))))
         # the statistics' derivatives
-        steps.append(Substitute(dmu, Partial(sp.Mul(1 / count, Sum(other(z, dummy), (dummy, 1, count)),
+        fresh = R if batch else P      # the statistics' own summation letter: the side's dummy is free there
+        steps.append(Substitute(dmu, Partial(sp.Mul(1 / count, Sum(other(z, fresh), (fresh, 1, count)),
                                                     evaluate=False), z[J, S]), "index", free,
                                 (("what", "mean"), ("layer", l))))
         steps.append(Differentiate(steps[-1].rhs, 1 / count, "index", free, (("wrt", "mean"), ("layer", l))))
-        v1 = Partial(sp.Mul(1 / count, Sum((other(z, dummy) - mu[at]) ** 2, (dummy, 1, count)), evaluate=False), z[J, S])
+        v1 = Partial(sp.Mul(1 / count, Sum((other(z, fresh) - mu[at]) ** 2, (fresh, 1, count)), evaluate=False), z[J, S])
         steps.append(Substitute(dvar, v1, "index", free, (("what", "variance"), ("layer", l))))
-        v2 = sp.Mul(2 / count, Sum((other(z, dummy) - mu[at]) * (kd(dummy, over) - 1 / count), (dummy, 1, count)),
+        v2 = sp.Mul(2 / count, Sum((other(z, fresh) - mu[at]) * (kd(fresh, over) - 1 / count), (fresh, 1, count)),
                     evaluate=False)
         steps.append(Differentiate(v1, v2, "index", free, (("wrt", "variance"), ("layer", l))))
         v3 = sp.Mul(2 / count, z[J, S] - mu[at], evaluate=False) - \
-            sp.Mul(2 / count ** 2, Sum(other(z, dummy) - mu[at], (dummy, 1, count)), evaluate=False)
-        steps.append(KroneckerCollapse(v2, v3, "index", free, (("dummy", dummy), ("to", over))))
+            sp.Mul(2 / count ** 2, Sum(other(z, fresh) - mu[at], (fresh, 1, count)), evaluate=False)
+        steps.append(KroneckerCollapse(v2, v3, "index", free, (("dummy", fresh), ("to", over))))
         v4 = sp.Mul(2 / count, z[J, S] - mu[at], evaluate=False)
-        steps.append(Simplify(v3, v4, "index", free, (("why", "centered_sum"), ("dummy", dummy))))
+        steps.append(Simplify(v3, v4, "index", free, (("why", "centered_sum"), ("dummy", fresh))))
         # back into the side: the normalized entries appear
         t3 = (kd(dummy, over) - 1 / count) * self.inv_sqrt(l, at) \
             - (other(z, dummy) - mu[at]) * (z[J, S] - mu[at]) / count * sp.Pow(var[at] + self.t.eps[l], sp.Rational(-3, 2),
@@ -443,6 +494,25 @@ class _Builder:
 
     # ------------------------------------------------------------- the linear map
     def weight_index(self, l, param="W", node="z"):
+        if param == "W" and self.spec.map_shape(l - 1) is not None:
+            return self.map_weight_index(l)
+        return self.vector_weight_index(l, param, node)
+
+    def map_weight_index(self, l):
+        """dL/dw_jc..: a dense layer reading a feature map has a weight per map entry."""
+        before = self.spec.map_shape(l - 1)
+        idx = (C, R, U_)[:len(before)]
+        w, z, a, d = self.e("W", l), self.e("z", l), self.e("a", l - 1), self.e("delta", l)
+        free = ((J, self.n(l)),) + tuple(zip(idx, (sp.Integer(n) for n in before)))
+        r1 = sp.Mul(Partial(self.t.loss, z[J, S]), Partial(z[J, S], w[(J,) + idx]), evaluate=False)
+        s = [ChainRule(Partial(self.t.loss, w[(J,) + idx]), r1, "index", free, (("via", "z"), ("layer", l),
+                                                                                ("why", "only_entry")))]
+        r2 = sp.Mul(Partial(self.t.loss, z[J, S]), a[idx], evaluate=False)
+        s.append(Differentiate(r1, r2, "index", free, (("wrt", "w_map"), ("layer", l))))
+        s.append(DeltaDefinition(r2, sp.Mul(d[J, S], a[idx], evaluate=False), "index", free, (("layer", l),)))
+        return s
+
+    def vector_weight_index(self, l, param="W", node="z"):
         """dL/dw_jk summed over the columns: every sample (time step, token) uses the weight. In a recurrent
         layer the derivative of z_jt by the weight is the direct one, the state a_(t-1) held fixed: its own
         dependence on the weight is carried by delta_(t-1)."""
@@ -484,7 +554,7 @@ class _Builder:
                            (("pattern", "outer_column"), ("layer", l), ("param", param)))]
 
     def recurrent_index(self, l):
-        return self.weight_index(l, "U")
+        return self.vector_weight_index(l, "U")
 
     def recurrent_matrix(self, l):
         return self.weight_matrix(l, "U")
@@ -508,6 +578,8 @@ class _Builder:
         return self.weight_matrix(l, "WV", "v")
 
     def bias_index(self, l):
+        if self.spec.layers[l - 1].kind == "conv":
+            return self.conv_bias_index(l)
         n, m, b, z, d = self.n(l), self.m, self.e("b", l), self.e("z", l), self.e("delta", l)
         free = ((J, n),)
         partial = Direct if self.rnn(l) else Partial
@@ -531,6 +603,11 @@ class _Builder:
         return [("z", "W", self.n(l))]
 
     def input_index(self, l):
+        if self.spec.map_shape(l - 1) is not None:
+            return self.map_input_index(l)
+        return self.vector_input_index(l)
+
+    def vector_input_index(self, l):
         """dL/da^(l-1)_ks: through every linear map of layer l, every skip from layer l - 1 (coefficient 1) and,
         when layer l - 1 is recurrent, through its own weighted input at the next step."""
         src, n_src, m = l - 1, self.n(l - 1), self.m
@@ -598,7 +675,7 @@ class _Builder:
         l, m = st.layer, self.m
         a, A = self.e("a", l - 1), self.M("a", l - 1)
         dk = self.t.key_size(l)
-        scale = 1 / sp.sqrt(dk)
+        scale = sp.Pow(sp.sqrt(dk), -1, evaluate=False)        # printed 1/sqrt(d), as the definition reads
         q, kk, v, sc, pr, o = (self.e(k, l) for k in ("q", "kk", "v", "sc", "pr", st.out))
         fact = lambda what: (("what", what), ("layer", l), ("stage", "attend"))
         out = []
@@ -678,3 +755,206 @@ class _Builder:
                                       (("pattern", "backward_column"),))]),
                 ("att_k", [MatrixLift(self.grad_m("kk", l), MatMul(scale, self.M("q", l), Transpose(GS)), "matrix", (),
                                       (("pattern", "outer_column"),))])]
+
+    # ------------------------------------------------------------- feature maps
+    def map_index(self, dims: int, letters):
+        """The index tuple of a map entry: (channel, row) or (channel, row, column)."""
+        return tuple(letters[:dims])
+
+    def map_sum(self, body, idx, shape):
+        limits = [(i, 1, sp.Integer(n)) for i, n in zip(idx, shape)]
+        return Sum(body, *reversed(limits))
+
+    def position(self, l, out, offset):
+        """The input row read by output row `out` at kernel offset `offset`: stride (out - 1) + offset - padding."""
+        layer = self.spec.layers[l - 1]
+        return layer.stride * (out - 1) + offset - layer.padding
+
+    def conv_sum(self, l, c, outs, channel, offsets):
+        """z_c,i(,j) = sum over input channels and kernel offsets of K a, + b_c."""
+        layer, before = self.spec.layers[l - 1], self.spec.map_shape(l - 1)
+        a, k = self.e("a", l - 1), self.e("K", l)
+        reads = tuple(self.position(l, o, f) for o, f in zip(outs, offsets))
+        body = sp.Mul(k[(c, channel) + offsets], a[(channel,) + reads], evaluate=False)
+        limits = [(channel, 1, sp.Integer(before[0]))] + [(f, 1, sp.Integer(layer.kernel)) for f in offsets]
+        total = Sum(body, *reversed(limits))
+        return total + self.e("b", l)[c] if layer.bias else total
+
+    def out_letters(self, dims):
+        return (I, J)[:dims - 1]
+
+    def forward_map(self, st: Stage) -> list[Step]:
+        l = st.layer
+        shape = self.spec.map_shape(l)
+        dims = len(shape)
+        outs = self.out_letters(dims)
+        free = tuple(zip((C,) + outs, (sp.Integer(n) for n in shape)))
+        out_e = self.e(st.out, l)
+        fact = lambda what: (("what", what), ("layer", l), ("stage", st.kind))
+        if st.kind == "conv":
+            offsets = (P, Q)[:dims - 1]
+            return [Definition(out_e[(C,) + outs], self.conv_sum(l, C, outs, D, offsets), "forward", free,
+                               fact("conv"))]
+        if st.kind == "act":
+            x = self.e(st.inp, l)
+            return [Definition(out_e[(C,) + outs], f(l)(x[(C,) + outs]), "forward", free, fact("act"))]
+        layer = self.spec.layers[l - 1]          # pooling
+        k = layer.kernel
+        offsets = (P, Q)[:dims - 1]
+        reads = tuple(k * (o - 1) + f for o, f in zip(outs, offsets))
+        entry = self.e("a", l - 1)[(C,) + reads]
+        limits = [(f, 1, sp.Integer(k)) for f in offsets]
+        if layer.mode == "avg":
+            body = sp.Mul(sp.Integer(1) / k ** len(offsets), Sum(entry, *reversed(limits)), evaluate=False)
+        else:
+            body = fn("windowmax")(Sum(entry, *reversed(limits)))
+        return [Definition(out_e[(C,) + outs], body, "forward", free, fact("pool_" + layer.mode))]
+
+    def map_act(self, st: Stage):
+        """delta_ci(j) = dL/da_ci(j) f'(z_ci(j)): each output entry holds one weighted input."""
+        l = st.layer
+        shape = self.spec.map_shape(l)
+        idx = (C,) + self.out_letters(len(shape))
+        free = tuple(zip(idx, (sp.Integer(n) for n in shape)))
+        z, o = self.e("z", l), self.e(st.out, l)
+        r1 = sp.Mul(self.grad_at(st.out, l, idx), Partial(o[idx], z[idx]), evaluate=False)
+        steps = [DeltaDefinition(self.e("delta", l)[idx], Partial(self.t.loss, z[idx]), "index", free, (("layer", l),)),
+                 ChainRule(Partial(self.t.loss, z[idx]), r1, "index", free, (("via", st.out), ("layer", l),
+                                                                             ("why", "only_entry")))]
+        steps.append(Differentiate(r1, sp.Mul(self.grad_at(st.out, l, idx), f_prime(l)(z[idx]), evaluate=False),
+                                   "index", free, (("wrt", "activation"), ("layer", l))))
+        return steps
+
+    def grad_at(self, kind, l, idx):
+        return Partial(self.t.loss, self.e(kind, l)[idx])
+
+    def kernel_index(self, l):
+        """dL/dK_cd(pq): every output position uses the kernel: a correlation of the input with delta."""
+        shape, before = self.spec.map_shape(l), self.spec.map_shape(l - 1)
+        dims = len(shape)
+        outs, offsets, dummies = self.out_letters(dims), (P, Q)[:dims - 1], (F_, G_)[:dims - 1]
+        k, z, a, d = self.e("K", l), self.e("z", l), self.e("a", l - 1), self.e("delta", l)
+        kernel = self.spec.layers[l - 1].kernel
+        free = ((C, sp.Integer(shape[0])), (D, sp.Integer(before[0]))) + tuple((f, sp.Integer(kernel)) for f in offsets)
+        out_limits = [(o, 1, sp.Integer(n)) for o, n in zip(outs, shape[1:])]
+        over = lambda body: Sum(body, *reversed(out_limits))
+        param = k[(C, D) + offsets]
+        r1 = over(sp.Mul(Partial(self.t.loss, z[(C,) + outs]), Partial(z[(C,) + outs], param), evaluate=False))
+        s = [ChainRule(Partial(self.t.loss, param), r1, "index", free, (("via", "z"), ("layer", l),
+                                                                         ("why", "every_position")))]
+        side_free = free + tuple((o, sp.Integer(n)) for o, n in zip(outs, shape[1:]))
+        t1 = Partial(self.conv_sum(l, C, outs, E, dummies), param)
+        s.append(Substitute(Partial(z[(C,) + outs], param), t1, "index", side_free, (("what", "z"), ("layer", l))))
+        reads = tuple(self.position(l, o, g) for o, g in zip(outs, dummies))
+        brackets = sp.Mul(kd(E, D), *[kd(g, f) for g, f in zip(dummies, offsets)], evaluate=False)
+        limits = [(E, 1, sp.Integer(before[0]))] + [(g, 1, sp.Integer(kernel)) for g in dummies]
+        t2 = Sum(sp.Mul(brackets, a[(E,) + reads], evaluate=False), *reversed(limits))
+        s.append(Differentiate(t1, t2, "index", side_free, (("wrt", "kernel"), ("layer", l))))
+        t3 = a[(D,) + tuple(self.position(l, o, f) for o, f in zip(outs, offsets))]
+        s.append(KroneckerCollapse(t2, t3, "index", side_free, (("dummy", E), ("to", D), ("why", "kernel"))))
+        r2 = over(sp.Mul(Partial(self.t.loss, z[(C,) + outs]), t3, evaluate=False))
+        s.append(Substitute(r1, r2, "index", free, (("what", "side"),)))
+        s.append(DeltaDefinition(r2, over(sp.Mul(d[(C,) + outs], t3, evaluate=False)), "index", free,
+                                 (("layer", l), ("why", "correlation"))))
+        return s
+
+    def conv_bias_index(self, l):
+        shape = self.spec.map_shape(l)
+        outs = self.out_letters(len(shape))
+        z, d, b = self.e("z", l), self.e("delta", l), self.e("b", l)
+        over = lambda body: Sum(body, *reversed([(o, 1, sp.Integer(n)) for o, n in zip(outs, shape[1:])]))
+        free = ((C, sp.Integer(shape[0])),)
+        r1 = over(sp.Mul(Partial(self.t.loss, z[(C,) + outs]), Partial(z[(C,) + outs], b[C]), evaluate=False))
+        s = [ChainRule(Partial(self.t.loss, b[C]), r1, "index", free, (("via", "z"), ("layer", l),
+                                                                       ("why", "every_position")))]
+        r2 = over(Partial(self.t.loss, z[(C,) + outs]))
+        s.append(Differentiate(r1, r2, "index", free, (("wrt", "b"), ("layer", l))))
+        s.append(DeltaDefinition(r2, over(d[(C,) + outs]), "index", free, (("layer", l),)))
+        return s
+
+    def map_input_index(self, l):
+        """dL/da^(l-1) for a map read by layer l: a conv (the kernel spread back over the positions that read
+        the entry: for stride 1 a full convolution with the flipped kernel), a pool (the window's output),
+        or a dense layer (a weight per map entry)."""
+        layer, before = self.spec.layers[l - 1], self.spec.map_shape(l - 1)
+        dims = len(before)
+        ins = (R, U_)[:dims - 1]
+        idx = (D,) + ins
+        free = tuple(zip(idx, (sp.Integer(n) for n in before)))
+        a = self.e("a", l - 1)
+        if layer.kind == "dense":
+            z, w, d = self.e("z", l), self.e("W", l), self.e("delta", l)
+            n = self.n(l)
+            r1 = Sum(sp.Mul(Partial(self.t.loss, z[P, S]), Partial(z[P, S], a[idx]), evaluate=False), (P, 1, n))
+            s = [ChainRule(Partial(self.t.loss, a[idx]), r1, "index", free, (("via", "z"), ("dummy", P), ("layer", l),
+                                                                              ("why", "consumers")))]
+            s.append(Differentiate(Partial(z[P, S], a[idx]), w[(P,) + idx], "index", ((P, n),) + free,
+                                   (("wrt", "a"), ("layer", l))))
+            s.append(Substitute(r1, Sum(sp.Mul(w[(P,) + idx], d[P, S], evaluate=False), (P, 1, n)), "index", free,
+                                (("what", "side_delta"),)))
+            return s
+        shape = self.spec.map_shape(l)
+        outs = self.out_letters(dims)
+        out_limits = [(o, 1, sp.Integer(n)) for o, n in zip(outs, shape[1:])]
+        over = lambda body: Sum(body, *reversed(out_limits))
+        if layer.kind == "pool":
+            k = layer.kernel
+            o = self.e("a", l)
+            r1 = over(sp.Mul(Partial(self.t.loss, o[(D,) + outs]), Partial(o[(D,) + outs], a[idx]), evaluate=False))
+            s = [ChainRule(Partial(self.t.loss, a[idx]), r1, "index", free, (("via", "a"), ("layer", l),
+                                                                              ("why", "same_channel")))]
+            windows = sp.Mul(*[kd(sp.ceiling(r / k), o_) for r, o_ in zip(ins, outs)], evaluate=False)
+            if layer.mode == "max":
+                local = sp.Mul(windows, fn("same")(a[idx], o[(D,) + outs]), evaluate=False)
+            else:
+                local = sp.Mul(sp.Integer(1) / k ** len(outs), windows, evaluate=False)
+            r2 = over(sp.Mul(Partial(self.t.loss, o[(D,) + outs]), local, evaluate=False))
+            s.append(Differentiate(r1, r2, "index", free, (("wrt", "pool_" + layer.mode), ("layer", l))))
+            mine = (D,) + tuple(sp.ceiling(r / k) for r in ins)
+            final = Partial(self.t.loss, o[mine])
+            final = sp.Mul(final, fn("same")(a[idx], o[mine]), evaluate=False) if layer.mode == "max" else \
+                sp.Mul(sp.Integer(1) / k ** len(outs), final, evaluate=False)
+            s.append(KroneckerCollapse(r2, final, "index", free, (("why", "window"), ("layer", l))))
+            return s
+        # conv
+        z, d = self.e("z", l), self.e("delta", l)
+        offsets, dummies = (P, Q)[:dims - 1], (F_, G_)[:dims - 1]
+        kernel = layer.kernel
+        ch = sp.Integer(shape[0])
+        r1 = Sum(over(sp.Mul(Partial(self.t.loss, z[(C,) + outs]), Partial(z[(C,) + outs], a[idx]), evaluate=False)),
+                 (C, 1, ch))
+        s = [ChainRule(Partial(self.t.loss, a[idx]), r1, "index", free, (("via", "z"), ("layer", l),
+                                                                          ("why", "every_output")))]
+        side_free = free + ((C, ch),) + tuple((o, sp.Integer(n)) for o, n in zip(outs, shape[1:]))
+        t1 = Partial(self.conv_sum(l, C, outs, E, dummies), a[idx])
+        s.append(Substitute(Partial(z[(C,) + outs], a[idx]), t1, "index", side_free, (("what", "z"), ("layer", l))))
+        k_ = self.e("K", l)
+        hits = [kd(self.position(l, o, g), r) for o, g, r in zip(outs, dummies, ins)]
+        limits = [(E, 1, sp.Integer(before[0]))] + [(g, 1, sp.Integer(kernel)) for g in dummies]
+        t2 = Sum(sp.Mul(k_[(C, E) + dummies], kd(E, D), *hits, evaluate=False), *reversed(limits))
+        s.append(Differentiate(t1, t2, "index", side_free, (("wrt", "input_map"), ("layer", l))))
+        g_limits = [(g, 1, sp.Integer(kernel)) for g in dummies]
+        t3 = Sum(sp.Mul(k_[(C, D) + dummies], *hits, evaluate=False), *reversed(g_limits))
+        s.append(KroneckerCollapse(t2, t3, "index", side_free, (("dummy", E), ("to", D))))
+        r2 = Sum(over(sp.Mul(d[(C,) + outs], t3, evaluate=False)), (C, 1, ch))
+        s.append(Substitute(r1, r2, "index", free, (("what", "side_delta"),)))
+        if layer.stride == 1:        # each bracket picks the one output position that reads (r, u) at offset g
+            reach = tuple(r - g + 1 + layer.padding for r, g in zip(ins, dummies))
+            r3 = Sum(sp.Mul(k_[(C, D) + dummies], d[(C,) + reach], evaluate=False), *reversed(g_limits), (C, 1, ch))
+            s.append(KroneckerCollapse(r2, r3, "index", free, (("why", "full_convolution"), ("layer", l))))
+        return s
+
+    def concrete_maps(self):
+        """Every entry of a small conv layer's kernel and input gradient written out as sums of products."""
+        out = []
+        for l, layer in enumerate(self.spec.layers, start=1):
+            if layer.kind != "conv":
+                continue
+            for topic in ("kernel", "input"):
+                if topic == "input" and l == 1:
+                    continue
+                derivation = self.kernel_index(l) if topic == "kernel" else self.map_input_index(l)
+                steps = expand_entries(derivation[0].lhs, derivation[-1], self.t)
+                if steps is not None:
+                    out.append(Derivation(topic, l, "concrete", tuple(steps), self.t))
+        return out

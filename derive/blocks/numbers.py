@@ -95,6 +95,7 @@ class Instance:
         self.symbols = {**sym, **{e: float(self.spec.layers[l - 1].eps) for l, e in table.eps.items()}}
         self.leaves: dict[tuple, np.ndarray] = {}
         self._gradients: dict[tuple, np.ndarray] = {}
+        self._derivatives: dict[tuple, float] = {}
         self.pins: dict[tuple, float] = {}          # moved entries of a recurrent layer, kept as its steps rerun
         self.definitions: dict[tuple, object] = {}  # (kind, layer) -> its index-level definition (direct derivatives)
         for attempt in range(50):
@@ -105,8 +106,24 @@ class Instance:
 
     def _draw(self, rng):
         n, m, spec = self.sizes, self.m, self.spec
-        leaves = {("a", 0): rng.normal(size=(n[0], m))}
+        leaves = {("a", 0): rng.normal(size=spec.input_map if spec.has_maps else (n[0], m))}
         for l, layer in enumerate(spec.layers, start=1):
+            before = spec.map_shape(l - 1)
+            if layer.kind == "pool":
+                continue
+            if layer.kind == "conv":
+                shape = (layer.units, before[0], *(layer.kernel for _ in before[1:]))
+                fan_in = before[0] * layer.kernel ** (len(before) - 1)
+                leaves[("K", l)] = rng.normal(size=shape) * (1.5 / np.sqrt(fan_in))
+                if layer.bias:     # mostly positive before a ReLU: windows of zeros would tie in a max pool
+                    low = 0.3 if layer.activation in ("relu", "leaky_relu") else -0.4
+                    leaves[("b", l)] = rng.uniform(low, low + 0.8, size=(layer.units, 1))
+                continue
+            if before is not None:       # a dense layer reading a feature map: a weight per map entry
+                leaves[("W", l)] = rng.normal(size=(n[l], *before)) * (1.2 / np.sqrt(n[l - 1]))
+                if layer.bias:
+                    leaves[("b", l)] = rng.normal(size=(n[l], 1)) * 0.4
+                continue
             if layer.kind == "attention":
                 dk = self.keys[l]
                 for name, rows in (("WQ", dk), ("WK", dk), ("WV", n[l])):
@@ -179,6 +196,13 @@ class Instance:
         if kind == "pr":
             return _softmax(v[("sc", l)])
         x = v[(stage.inp, l if stage.inp != "a" else l - 1)]
+        if stage.kind == "conv":
+            return conv_np(x, v[("K", l)], v[("b", l)][:, 0] if layer.bias else None, layer.stride, layer.padding)
+        if stage.kind == "pool":
+            return pool_np(x, layer.kernel, layer.mode)
+        if stage.kind == "linear" and x.ndim > 2 or (stage.kind == "linear" and spec.map_shape(l - 1) is not None):
+            z = np.tensordot(v[("W", l)], x, axes=x.ndim)[:, None]
+            return z + v[("b", l)] if layer.bias else z
         if stage.kind == "recur":
             return self._recur(l, x, v)
         if stage.kind == "attend":
@@ -221,9 +245,16 @@ class Instance:
     def kink_distance(self, values: dict) -> float:
         spec, worst = self.spec, np.inf
         for l, layer in enumerate(spec.layers, start=1):
-            if layer.activation in ("relu", "leaky_relu"):
+            if layer.activation in ("relu", "leaky_relu") and layer.kind != "pool":
                 pre = values[("u", l)] if layer.norm else values[("z", l)]
                 worst = min(worst, float(np.abs(pre).min()))
+            if layer.kind == "pool" and layer.mode == "max":      # no ties for the largest entry of a window
+                x = values[("a", l - 1)]
+                for position in itertools.product(*(range(n // layer.kernel) for n in x.shape[1:])):
+                    window = x[(slice(None),) + tuple(slice(layer.kernel * i, layer.kernel * (i + 1)) for i in position)]
+                    top = np.sort(window.reshape(x.shape[0], -1), axis=1)
+                    if top.shape[1] > 1:
+                        worst = min(worst, float((top[:, -1] - top[:, -2]).min()))
         out, y = values[("a", spec.depth)], self.leaves[("y", None)]
         if spec.loss.kind == "huber":
             worst = min(worst, float(np.abs(np.abs(out - y) - float(spec.loss.delta)).min()))
@@ -236,7 +267,7 @@ class Instance:
     def moved(self, den: tuple, den_entry: tuple, step: float) -> dict:
         """Every value after one entry of a node or leaf is moved by `step` and the later nodes recomputed."""
         order = self.order()
-        start = order.index(den) + 1 if den in order else 0
+        start = order.index(den) + 1 if den in order else self.first_reader(den)
         if den[0] in ("z", "a") and den[1] and self.spec.layers[den[1] - 1].kind == "rnn":
             # a step of a recurrent layer: rerun its steps with the entry pinned, so later steps see it
             self.pins = {(den, den_entry): float(self.values[den][den_entry]) + step}
@@ -251,10 +282,30 @@ class Instance:
         leaves = {k: (moved[k] if k == den else v) for k, v in self.leaves.items()}
         return self.forward(leaves, start, moved)
 
+    def first_reader(self, leaf: tuple) -> int:
+        """The first node a moved leaf can change: a parameter or mask of layer l is read from layer l on."""
+        if leaf[0] in ("a", "y") or leaf[1] is None:
+            return 0
+        order = self.order()
+        return next(i for i, key in enumerate(order) if key[1] == leaf[1])
+
     def derivative(self, num: tuple, num_entry: tuple, den: tuple, den_entry: tuple) -> float:
-        """d num[num_entry] / d den[den_entry] by a central difference through the forward pass."""
-        out = [float(np.asarray(self.moved(den, den_entry, sign * EPS)[num])[num_entry]) for sign in (1.0, -1.0)]
-        return (out[0] - out[1]) / (2 * EPS)
+        """d num[num_entry] / d den[den_entry] by a central difference through the forward pass (kept: the
+        same entry's derivative appears in many steps and sums)."""
+        key = (num, num_entry, den, den_entry)
+        if key not in self._derivatives:
+            step = self.step(den, den_entry)
+            moved = [self.moved(den, den_entry, sign * step) for sign in (1.0, -1.0)]
+            out = [float(np.asarray(values[num])[num_entry]) for values in moved]
+            self._derivatives[key] = (out[0] - out[1]) / (2 * step)
+        return self._derivatives[key]
+
+    def step(self, den: tuple, den_entry: tuple) -> float:
+        """EPS, or a thousandth of an entry smaller than 0.01: the log of a small probability (cross-entropy)
+        is curved on its own scale, and a central difference must stay well inside it."""
+        values = self.values.get(den, self.leaves.get(den))
+        value = abs(float(values[den_entry])) if values is not None else 1.0
+        return EPS if value == 0 else max(min(EPS, value / 1000), 1e-12)
 
     def gradient(self, den: tuple) -> np.ndarray:
         """dL / d den, every entry (kept: delta^l is read many times)."""
@@ -266,6 +317,33 @@ class Instance:
             grad[entry] = self.derivative(("L", None), (), den, entry)
         self._gradients[den] = grad
         return grad
+
+
+def conv_np(x: np.ndarray, kernel: np.ndarray, bias, stride: int, padding: int) -> np.ndarray:
+    """z[c, i, j] = sum_d,p,q K[c, d, p, q] x[d, s i + p - P, s j + q - P] + b[c] (a cross-correlation, 0-based,
+    entries outside the map 0); 1-D or 2-D."""
+    spatial = x.ndim - 1
+    padded = np.pad(x, [(0, 0)] + [(padding, padding)] * spatial)
+    k = kernel.shape[2]
+    outs = [(n + 2 * padding - k) // stride + 1 for n in x.shape[1:]]
+    z = np.zeros((kernel.shape[0], *outs))
+    for position in itertools.product(*(range(o) for o in outs)):
+        window = padded[(slice(None),) + tuple(slice(stride * i, stride * i + k) for i in position)]
+        z[(slice(None),) + position] = np.tensordot(kernel, window, axes=1 + spatial)
+    if bias is not None:
+        z += bias.reshape((-1,) + (1,) * spatial)
+    return z
+
+
+def pool_np(x: np.ndarray, size: int, mode: str) -> np.ndarray:
+    spatial = x.ndim - 1
+    outs = [n // size for n in x.shape[1:]]
+    out = np.zeros((x.shape[0], *outs))
+    for position in itertools.product(*(range(o) for o in outs)):
+        window = x[(slice(None),) + tuple(slice(size * i, size * i + size) for i in position)]
+        flat = window.reshape(x.shape[0], -1)
+        out[(slice(None),) + position] = flat.max(axis=1) if mode == "max" else flat.mean(axis=1)
+    return out
 
 
 class EvaluationError(Exception):
@@ -307,9 +385,13 @@ class Evaluator:
             raise EvaluationError(f"index {i} is not an integer")
         return int(round(value))
 
+    def _shaped(self, key):
+        """An array of the quantity's shape (delta has z's; its values are not computed for this)."""
+        return self.inst.values[("z", key[1])] if key[0] == "delta" else self._value(key)
+
     def _entry(self, e: sp.Indexed) -> tuple[tuple, tuple]:
         key = self._key(e.base.label.name)
-        value = self._value(key)
+        value = self._shaped(key)
         idx = [self._index(i) - 1 for i in e.indices]
         if value.ndim == 2 and len(idx) == 1:        # a vector: per unit (n x 1) or per sample (1 x m)
             idx = [idx[0], 0] if value.shape[1] == 1 else [0, idx[0]]
@@ -318,7 +400,7 @@ class Evaluator:
     def _outside(self, e: sp.Indexed) -> bool:
         """An entry before the first step or after the last (a_0 = 0, delta_(T+1) = 0): it is 0."""
         key, idx = self._entry(e)
-        shape = self._value(key).shape
+        shape = self._shaped(key).shape
         return any(not 0 <= i < n for i, n in zip(idx, shape))
 
     def _eval(self, e):
@@ -335,6 +417,14 @@ class Evaluator:
                 return float(self.values[("L", None)])
             raise EvaluationError(f"no value for {e}")
         if isinstance(e, sp.Indexed):
+            atom = self.table.atom(e.base.label.name)
+            if atom.kind == "delta" and ("z", atom.layer) not in self.known:
+                # an error term by its definition dL/dz, entry by entry (a step reads a few entries)
+                key, idx = self._entry(e)
+                shape = self.inst.values[("z", atom.layer)].shape
+                if any(not 0 <= i < n for i, n in zip(idx, shape)):
+                    return 0.0
+                return self.inst.derivative(("L", None), (), ("z", atom.layer), idx)
             if self._outside(e):
                 return 0.0
             key, idx = self._entry(e)
@@ -350,6 +440,8 @@ class Evaluator:
             return self._eval(e.base) ** self._eval(e.exp)
         if isinstance(e, sp.Sum):
             return self._sum(e)
+        if isinstance(e, sp.ceiling):
+            return float(np.ceil(self._eval(e.args[0]) - 1e-12))
         if isinstance(e, sp.KroneckerDelta):
             return 1.0 if self._index(e.args[0]) == self._index(e.args[1]) else 0.0
         if isinstance(e, Partial):
@@ -364,6 +456,8 @@ class Evaluator:
             return max(values) if isinstance(e, sp.Max) else min(values)
         if isinstance(e, sp.Abs):
             return abs(self._eval(e.args[0]))
+        if isinstance(e, sp.Function) and type(e).__name__ == "windowmax":      # the largest term of the sum
+            return self._sum(e.args[0], take=max)
         if isinstance(e, sp.Function):
             return float(self._function(type(e).__name__, np.asarray([[self._eval(a) for a in e.args]]))[0, 0])
         raise EvaluationError(f"cannot evaluate {type(e).__name__}")
@@ -389,18 +483,20 @@ class Evaluator:
             return x - _logsumexp(x)
         if name == "sign":
             return np.sign(x)
+        if name == "same":          # [x = y]: the largest entry of a pooling window is the window's output
+            return (np.abs(x[:, :1] - x[:, 1:2]) <= 1e-12 * np.maximum(1.0, np.abs(x[:, :1]))).astype(float)
         if name not in table:
             raise EvaluationError(f"unknown function {name}")
         return table[name](x)
 
-    def _sum(self, e: sp.Sum):
+    def _sum(self, e: sp.Sum, take=None):
         (var, low, high), rest = e.limits[0], e.limits[1:]
         body = sp.Sum(e.function, *rest) if rest else e.function
-        total = 0.0
+        values = []
         for value in range(self._index(low), self._index(high) + 1):
             inner = Evaluator(self.inst, {**self.bindings, var: value}, self.known, self.values)
-            total += inner._eval(body)
-        return total
+            values.append(inner._sum(body, take) if take is not None and isinstance(body, sp.Sum) else inner._eval(body))
+        return take(values) if take is not None else sum(values)
 
     def _partial(self, e: Partial) -> float:
         den = e.den
@@ -412,6 +508,8 @@ class Evaluator:
         if isinstance(e, Direct):
             return self._direct(e, den_key, den_idx)
         if isinstance(e.num, sp.Symbol) and e.num.name == "L":
+            if den_key in self.known:          # the cross-check: what the derived formulas gave before
+                return float(self.known[den_key][den_idx])
             num_key, num_idx = ("L", None), ()
         elif isinstance(e.num, sp.Indexed):
             num_key, num_idx = self._entry(e.num)

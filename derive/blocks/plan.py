@@ -19,10 +19,15 @@ def stages(spec: BlockSpec, l: int) -> tuple[Stage, ...]:
     layer = spec.layers[l - 1]
     if layer.kind == "attention":
         kinds = ["attend"] + (["skip"] if layer.skip else [])
+    elif layer.kind == "conv":
+        kinds = ["conv", "act"]
+    elif layer.kind == "pool":
+        kinds = ["pool"]
     else:
         kinds = ["recur" if layer.kind == "rnn" else "linear"] + (["norm"] if layer.norm else []) + ["act"] + \
             (["dropout"] if layer.dropout is not None else []) + (["skip"] if layer.skip else [])
-    outputs = {"linear": "z", "recur": "z", "norm": "u", "act": "h", "dropout": "d", "skip": "a", "attend": "h"}
+    outputs = {"linear": "z", "recur": "z", "conv": "z", "norm": "u", "act": "h", "dropout": "d", "skip": "a",
+               "attend": "h", "pool": "a"}
     out, previous = [], "a"
     for number, kind in enumerate(kinds):
         node = "a" if number == len(kinds) - 1 else outputs[kind]

@@ -18,9 +18,13 @@ from .. import spec as base
 
 # A layer: z = W a + b; [norm] u = gamma * normalize(z) + beta; h = f(u); [dropout] h~ = M * h / (1 - p);
 # [skip] a = h~ + a^(skip).
-BLOCK_LAYER_FIELDS = ("units", "activation", "bias", "slope", "name", "kind", "norm", "eps", "dropout", "skip", "key")
+BLOCK_LAYER_FIELDS = ("units", "activation", "bias", "slope", "name", "kind", "norm", "eps", "dropout", "skip", "key",
+                      "channels", "kernel", "stride", "padding", "mode", "size")
+MAP_FIELDS = ("channels", "height", "width", "length")
 BLOCK_LOSS_FIELDS = ("kind", "scale", "reduction", "delta", "margin")
-KINDS = ("dense", "rnn", "attention")
+KINDS = ("dense", "rnn", "attention", "conv", "pool")
+MAP_KINDS = ("conv", "pool")               # they read and write feature maps: channels x rows (x columns)
+POOL_MODES = ("max", "avg")
 SEQUENCE_KINDS = ("rnn", "attention")      # their columns are time steps or tokens, not samples
 NORMS = ("batch", "layer")
 ACTIVATIONS = tuple(sorted(set(base.ACTIVATIONS) | {"log_softmax"}))
@@ -33,6 +37,10 @@ LOSS_OUTPUTS = {"cross_entropy": ("softmax",), "binary_cross_entropy": ("sigmoid
                 "squared_error": None}
 NEW_LOSSES = ("hinge", "huber", "nll", "softmax_cross_entropy")
 DEFAULT_EPS = Fraction(1, 100000)
+# Every step is checked by central differences of the forward pass at the spec's own numbers: numeric sizes
+# stay small (a symbol such as n_1 or m is derived for any size and checked at small ones).
+MAX_NUMERIC_SIZE = 64
+MAX_MAP_ENTRIES = 256
 INPUT_NAME = "input"
 
 
@@ -49,6 +57,10 @@ class BlockLayer:
     skip: str | None = None          # a = h + a^(skip): the name of an earlier layer, or "input"
     kind: str = "dense"              # dense | rnn (Elman: z_t = W a_t + U h_(t-1) + b) | attention (single head)
     key: base.Size | None = None     # attention: the size of queries and keys (default: units)
+    kernel: int = 0                  # conv: the kernel's side; pool: the window's side (stride = side)
+    stride: int = 1
+    padding: int = 0
+    mode: str = ""                   # pool: max or avg
 
 
 @dataclass(frozen=True)
@@ -71,13 +83,39 @@ class BlockSpec:
     title_zh: str = ""
     notation: str = "nielsen"
     steps: base.Size | None = None   # a sequence network: the columns are its T time steps or tokens
+    input_map: tuple[int, ...] | None = None   # a feature map: (channels, length) or (channels, height, width)
 
     def __post_init__(self):
         validate(self)
 
     @property
     def sizes(self) -> tuple[base.Size, ...]:
-        return (self.input, *(layer.units for layer in self.layers))
+        """Entries per column of each layer's output (a feature map: channels x rows x columns)."""
+        return tuple(self.entries(l) for l in range(self.depth + 1))
+
+    def entries(self, l: int) -> base.Size:
+        shape = self.map_shape(l)
+        if shape is not None:
+            out = 1
+            for n in shape:
+                out *= n
+            return out
+        return self.input if l == 0 else self.layers[l - 1].units
+
+    def map_shape(self, l: int) -> tuple[int, ...] | None:
+        """(channels, length) or (channels, height, width) of a feature map, None for a vector."""
+        if l == 0:
+            return self.input_map
+        layer, before = self.layers[l - 1], self.map_shape(l - 1)
+        if layer.kind not in MAP_KINDS or before is None:
+            return None
+        if layer.kind == "pool":
+            return (before[0], *(n // layer.kernel for n in before[1:]))
+        return (layer.units, *((n + 2 * layer.padding - layer.kernel) // layer.stride + 1 for n in before[1:]))
+
+    @property
+    def has_maps(self) -> bool:
+        return self.input_map is not None
 
     @property
     def depth(self) -> int:
@@ -118,7 +156,8 @@ def uses_blocks(data: dict) -> bool:
     return (isinstance(layers, list) and any(isinstance(l, dict) and (new_fields & set(l) or
                                                                      l.get("activation") == "log_softmax")
                                              for l in layers)) \
-        or kind in NEW_LOSSES or (isinstance(loss, dict) and bool({"delta", "margin"} & set(loss)))
+        or kind in NEW_LOSSES or (isinstance(loss, dict) and bool({"delta", "margin"} & set(loss))) \
+        or (isinstance(data, dict) and ("steps" in data or isinstance(data.get("input"), dict)))
 
 
 def from_mapping(data: dict) -> BlockSpec:
@@ -156,18 +195,47 @@ def from_mapping(data: dict) -> BlockSpec:
     for field_name, text in (("title", title), ("title.zh", title_zh)):
         split_title(text, field_name)
     name = data["name"]
+    input_map = _input_map(data["input"]) if isinstance(data["input"], dict) else None
+    size = 1 if input_map else base._size(data["input"], "input")
+    if input_map:
+        for n in input_map:
+            size *= n
     return BlockSpec(name=str(name) if isinstance(name, (str, int)) and not isinstance(name, bool) else name,
-                     input=base._size(data["input"], "input"), layers=layers, loss=loss,
+                     input=size, input_map=input_map, layers=layers, loss=loss,
                      samples=base._size(data.get("samples", 1), "samples"), title=title, title_zh=title_zh,
                      notation=data.get("notation", "nielsen"),
                      steps=base._size(data["steps"], "steps") if "steps" in data else None)
 
 
+def _input_map(raw: dict) -> tuple[int, ...]:
+    base._check_fields(raw, MAP_FIELDS, "input")
+    spatial = ("length",) if "length" in raw else ("height", "width")
+    for key in ("channels",) + spatial:
+        if not isinstance(raw.get(key), int) or isinstance(raw.get(key), bool) or not 1 <= raw[key] <= 64:
+            raise SpecError(f"input.{key}", base._short(raw.get(key)), "a number from 1 to 64: a feature map is "
+                            "{channels: C, height: H, width: W} or {channels: C, length: N}")
+    if "length" in raw and ({"height", "width"} & set(raw)):
+        raise SpecError("input.length", raw["length"], "length (1-D) or height and width (2-D), not both")
+    return tuple(raw[key] for key in ("channels",) + spatial)
+
+
+def _small(raw: dict, key: str, where: str, default: int, low: int) -> int:
+    value = raw.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= 16:
+        raise SpecError(f"{where}.{key}", base._short(value), f"a whole number from {low} to 16")
+    return value
+
+
 def _layer(raw, where: str) -> BlockLayer:
     base._check_fields(raw, BLOCK_LAYER_FIELDS, where)
+    kind = raw.get("kind", "dense")
+    if kind in MAP_KINDS:
+        return _map_layer(raw, where, kind)
+    for key in ("channels", "kernel", "stride", "padding", "mode", "size"):
+        if key in raw:
+            raise SpecError(f"{where}.{key}", base._short(raw[key]), f"{key} only with kind: conv or pool")
     if "units" not in raw:
         raise SpecError(f"{where}.units", None, "a positive integer or a symbol name: units is required")
-    kind = raw.get("kind", "dense")
     if kind not in KINDS:
         raise SpecError(f"{where}.kind", base._short(kind),
                         "one of " + ", ".join(KINDS) + " (convolution, pooling, recurrent and attention layers "
@@ -204,6 +272,69 @@ def _layer(raw, where: str) -> BlockLayer:
                       name=name, norm=norm, eps=eps, dropout=dropout, skip=skip, kind=kind, key=key)
 
 
+def _map_layer(raw: dict, where: str, kind: str) -> BlockLayer:
+    allowed = {"conv": ("kind", "channels", "kernel", "stride", "padding", "activation", "bias", "slope", "name"),
+               "pool": ("kind", "mode", "size", "name")}[kind]
+    extra = [key for key in raw if key not in allowed]
+    if extra:
+        raise SpecError(f"{where}.{extra[0]}", base._short(raw[extra[0]]), f"a field of a {kind} layer: " +
+                        ", ".join(allowed))
+    if kind == "pool":
+        mode = raw.get("mode", "max")
+        if mode not in POOL_MODES:
+            raise SpecError(f"{where}.mode", base._short(mode), "max or avg")
+        size = _small(raw, "size", where, 2, 1)
+        return BlockLayer(units=1, activation="identity", bias=False, name=raw.get("name", ""), kind="pool",
+                          kernel=size, mode=mode)
+    if "channels" not in raw or "kernel" not in raw:
+        missing = "channels" if "channels" not in raw else "kernel"
+        raise SpecError(f"{where}.{missing}", None, "a whole number: a conv layer needs channels and kernel")
+    bias = raw.get("bias", True)
+    if not isinstance(bias, bool):
+        raise SpecError(f"{where}.bias", base._short(bias), "true or false")
+    act = raw.get("activation", "relu")
+    slope = base._number(raw["slope"], f"{where}.slope") if "slope" in raw else None
+    return BlockLayer(units=_small(raw, "channels", where, 1, 1), activation=str(act), bias=bias, slope=slope,
+                      name=raw.get("name", ""), kind="conv", kernel=_small(raw, "kernel", where, 3, 1),
+                      stride=_small(raw, "stride", where, 1, 1), padding=_small(raw, "padding", where, 0, 0))
+
+
+def _validate_maps(spec: BlockSpec) -> None:
+    for l, layer in enumerate(spec.layers, start=1):
+        where = f"layers[{l}]"
+        before = spec.map_shape(l - 1)
+        if layer.kind in MAP_KINDS and before is None:
+            what = "the input" if l == 1 else f"layer {l - 1}"
+            raise SpecError(f"{where}.kind", layer.kind, f"a feature map before it ({what} is a vector): "
+                            "input: {channels: C, height: H, width: W}, then conv or pool layers; a pool or conv "
+                            "cannot follow a dense layer")
+        if layer.kind == "pool" and any(n % layer.kernel for n in before[1:]):
+            raise SpecError(f"{where}.size", layer.kernel, f"a window that tiles the map: "
+                            f"{' x '.join(map(str, before[1:]))} is not a multiple of {layer.kernel}")
+        if layer.kind == "conv":
+            for n in before[1:]:
+                span = n + 2 * layer.padding - layer.kernel
+                if span < 0 or span % layer.stride:
+                    raise SpecError(f"{where}.stride" if span >= 0 else f"{where}.kernel",
+                                    layer.stride if span >= 0 else layer.kernel,
+                                    f"a kernel and stride that fit the map: (side {n} + 2 x padding "
+                                    f"{layer.padding} - kernel {layer.kernel}) must be a non-negative multiple "
+                                    f"of the stride")
+            if layer.padding >= layer.kernel:
+                raise SpecError(f"{where}.padding", layer.padding, "padding smaller than the kernel")
+    if spec.samples != 1:
+        raise SpecError("samples", spec.samples, "samples: 1 for a network of feature maps (derived per sample; "
+                        "a batch's gradient is the sum of the samples')")
+    last = spec.layers[-1]
+    if last.kind in MAP_KINDS:
+        raise SpecError(f"layers[{spec.depth}].kind", last.kind, "a dense output layer (the loss reads a vector)")
+    for l, layer in enumerate(spec.layers, start=1):
+        if layer.kind == "dense" and spec.map_shape(l - 1) is not None and (layer.norm or layer.skip):
+            field_name = "norm" if layer.norm else "skip"
+            raise SpecError(f"layers[{l}].{field_name}", base._short(getattr(layer, field_name)),
+                            "a dense layer reading a feature map without normalization or skip")
+
+
 def validate(spec: BlockSpec) -> None:
     if not isinstance(spec.name, str) or not base.SPEC_NAME_RE.match(spec.name):
         raise SpecError("name", spec.name, "letters, digits, '-' and '_' (it names the output files)")
@@ -216,6 +347,11 @@ def validate(spec: BlockSpec) -> None:
         raise SpecError("layers", f"{len(spec.layers)} layers", f"at most {base.MAX_LAYERS} layers")
     if isinstance(spec.samples, int) and spec.samples > base.MAX_SAMPLES:
         raise SpecError("samples", spec.samples, f"at most {base.MAX_SAMPLES} numeric samples")
+    if spec.input_map is not None or any(layer.kind in MAP_KINDS for layer in spec.layers):
+        if any(layer.kind in SEQUENCE_KINDS for layer in spec.layers) or spec.steps is not None:
+            raise SpecError("steps" if spec.steps is not None else "layers", "recurrent or attention layers",
+                            "feature maps (conv, pool) or a sequence, not both in one network")
+        _validate_maps(spec)
     sequence = [l for l, layer in enumerate(spec.layers, start=1) if layer.kind in SEQUENCE_KINDS]
     if spec.steps is not None and not sequence:
         raise SpecError("steps", spec.steps, "steps only with a recurrent or attention layer (kind: rnn or "
@@ -294,6 +430,20 @@ def validate(spec: BlockSpec) -> None:
         raise SpecError("loss.delta", str(loss.delta), "a delta only with the huber loss")
     if loss.kind != "hinge" and loss.margin != 1:
         raise SpecError("loss.margin", str(loss.margin), "a margin only with the hinge loss")
+    for field_name, value in [("samples", spec.samples), ("steps", spec.steps)] + \
+            [(f"layers[{l}].units", layer.units) for l, layer in enumerate(spec.layers, start=1)
+             if layer.kind not in MAP_KINDS] + \
+            [(f"layers[{l}].key", layer.key) for l, layer in enumerate(spec.layers, start=1)] + \
+            ([("input", spec.input)] if spec.input_map is None else []):
+        if isinstance(value, int) and value > MAX_NUMERIC_SIZE:
+            raise SpecError(field_name, value, f"at most {MAX_NUMERIC_SIZE} here, or a symbol such as n_1 or m: "
+                            "derive checks every step of these layers numerically at the spec's sizes")
+    for l in range(spec.depth + 1):
+        shape = spec.map_shape(l)
+        if shape is not None and spec.entries(l) > MAX_MAP_ENTRIES:
+            raise SpecError("input" if l == 0 else f"layers[{l}]", " x ".join(map(str, shape)),
+                            f"a feature map of at most {MAX_MAP_ENTRIES} entries (channels x rows x columns): "
+                            "every step is checked numerically")
     width = spec.samples if isinstance(spec.samples, int) else 1
     for n, units in enumerate(spec.sizes):
         if isinstance(units, int) and units * width > base.MAX_UNITS_TIMES_SAMPLES:

@@ -24,12 +24,13 @@ LATEX = {
     "gamma": (r"\gamma^{%s}", r"\gamma^{%s}"), "beta": (r"\beta^{%s}", r"\beta^{%s}"),
     "mu": (r"\mu^{%s}", r"\mu^{%s}"), "var": ("v^{%s}", "v^{%s}"), "delta": (r"\delta^{%s}", r"\Delta^{%s}"),
     "U": ("u^{%s}", "U^{%s}"), "q": ("q^{%s}", "Q^{%s}"), "kk": ("k^{%s}", "K^{%s}"), "v": ("v^{%s}", "V^{%s}"),
-    "sc": ("s^{%s}", "S^{%s}"), "pr": ("p^{%s}", "P^{%s}"),
+    "sc": ("s^{%s}", "S^{%s}"), "pr": ("p^{%s}", "P^{%s}"), "K": ("K^{%s}", "K^{%s}"),
     "WQ": (r"w^{Q,%s}", r"W^{Q,%s}"), "WK": (r"w^{K,%s}", r"W^{K,%s}"), "WV": (r"w^{V,%s}", r"W^{V,%s}"),
 }
 NODE_KINDS = ("a", "z", "zhat", "u", "h", "d", "r", "delta")      # n_l x m
 UNIT_KINDS = ("b", "gamma", "beta")                              # n_l x 1
-INDEX = {name: sp.Symbol(name, integer=True, positive=True) for name in ("i", "j", "k", "p", "s", "t", "r")}
+INDEX = {name: sp.Symbol(name, integer=True, positive=True)
+         for name in ("i", "j", "k", "p", "s", "t", "r", "c", "d", "q", "u", "e", "f", "g")}
 # a sequence network's columns are time steps: its column index prints t, the second one tau
 SEQUENCE_INDEX = {"s": "t", "t": r"\tau", "r": "r"}
 FUNCTION_LATEX = {"exp": r"e^{%s}", "log": r"\log\left(%s\right)", "step": r"[%s > 0]"}
@@ -63,8 +64,27 @@ class Table:
         return self.sizes[l] if key is None else (sp.Integer(key) if isinstance(key, int) else
                                                   sp.Symbol(key, integer=True, positive=True))
 
+    def map_shape(self, kind: str, layer):
+        """The shape of a feature-map quantity (no column index: one sample), or None."""
+        spec = self.spec
+        if kind in ("z", "a", "h", "delta") and layer is not None and spec.map_shape(layer) is not None:
+            return tuple(sp.Integer(n) for n in spec.map_shape(layer))
+        if kind == "K":
+            layer_spec = spec.layers[layer - 1]
+            k = layer_spec.kernel
+            return (sp.Integer(layer_spec.units), sp.Integer(spec.map_shape(layer - 1)[0]),
+                    *(sp.Integer(k) for _ in spec.map_shape(layer - 1)[1:]))
+        if kind == "W" and layer is not None and spec.map_shape(layer - 1) is not None:
+            return (self.sizes[layer], *(sp.Integer(n) for n in spec.map_shape(layer - 1)))
+        if kind == "b" and layer is not None and spec.layers[layer - 1].kind == "conv":
+            return sp.Integer(spec.layers[layer - 1].units), sp.Integer(1)
+        return None
+
     def shape(self, kind: str, layer):
         m = self.samples
+        mapped = self.map_shape(kind, layer)
+        if mapped is not None:
+            return mapped
         if kind in ("y",):
             return self.sizes[-1], m
         if kind in ("q", "kk"):
@@ -138,9 +158,19 @@ class BlockPrinter(DerivePrinter):
 
     def _print_Indexed(self, expr):
         atom = self.t.atom(expr.base.label.name if hasattr(expr.base.label, "name") else str(expr.base.label))
-        indices = [self._print(i) for i in expr.indices]
+        entries = list(expr.indices)
+        if self._one_column(atom) and len(entries) == 2 and entries[-1] == 1:
+            entries = entries[:1]           # one sample: its column index is not written
+        indices = [self._print(i) for i in entries]
+        if len(entries) >= 3 and all(i.is_Integer for i in entries):
+            return f"{self._label(atom, False)}_{{{','.join(indices)}}}"      # K_{1,1,2,3}: numbers apart
         joined = "".join(indices) if all(len(i) == 1 for i in indices) else ",".join(indices)
         return f"{self._label(atom, False)}_{{{joined}}}"
+
+    def _one_column(self, atom) -> bool:
+        spec = self.t.spec
+        return spec.has_maps and atom.kind in ("z", "a", "h", "d", "u", "zhat", "delta", "y") and \
+            (atom.layer is None or spec.map_shape(atom.layer) is None)
 
     def _print_MatrixSymbol(self, expr):
         return self._label(self.t.atom(expr.name), True)
@@ -163,7 +193,7 @@ class BlockPrinter(DerivePrinter):
 
     def _print_Function(self, expr, exp=None):
         name = type(expr).__name__
-        if name in FUNCTION_LATEX or name == "clip":
+        if name in FUNCTION_LATEX or name in ("clip", "same", "windowmax"):
             text = self._named(name, expr.args)
             return text if exp is None else r"\left(%s\right)^{%s}" % (text, exp)
         return super()._print_Function(expr, exp)
@@ -205,6 +235,13 @@ class BlockPrinter(DerivePrinter):
             return r"\operatorname{%s}\left(%s\right)" % (name.replace("_", r"\_"), inner)
         if name == "step" and matrix:
             return r"\left[%s > 0\right]" % inner
+        if name == "same":
+            return r"[%s = %s]" % tuple(self._print(a) for a in args)
+        if name == "windowmax":
+            total = args[0]
+            letters = ", ".join(self._print(lim[0]) for lim in reversed(total.limits))
+            high = self._print(total.limits[0][2])
+            return r"\max_{1 \le %s \le %s} %s" % (letters, high, self._print(total.function))
         return FUNCTION_LATEX[name] % inner
 
 
