@@ -413,6 +413,10 @@ CNN = {"name": "cnn", "input": {"channels": 1, "height": 6, "width": 6}, "layers
     (lambda m: m["layers"][1].update(mode="median"), "layers[2].mode", "max or avg"),
     (lambda m: m["layers"][0].update(units=3), "layers[1].units", "a field of a conv layer"),
     (lambda m: m.update(input={"channels": 1, "height": 6}), "input.width", "a number from 1 to 64"),
+    (lambda m: m["layers"][0].update(name={"x": 1}), "layers[1].name", "a name of letters"),
+    (lambda m: m["layers"][1].update(name=["h"]), "layers[2].name", "a name of letters"),
+    (lambda m: m["layers"][0].update(activation=3), "layers[1].activation", "one of"),
+    (lambda m: m.update(input={"channels": 16, "height": 16, "width": 16}), "input", "at most 256 entries"),
 ])
 def test_bad_feature_map_networks_name_the_field(change, field, words):
     assert_refused(CNN, change, field, words)
@@ -450,6 +454,14 @@ def test_the_5x5_convolution_is_written_out_entry_by_entry():
     written = result.get("kernel", 1, "concrete")
     assert len(written.steps) == 9 and all(len(s.rhs.args) == 9 for s in written.steps)
     assert check_blocks(result).passed
+
+
+def test_a_size_named_twice_is_one_number_at_every_instance():
+    """Units named m in a batch of m samples: the numeric instances draw one value for the one symbol."""
+    mapping = {"name": "same", "input": "n", "samples": "m", "layers": [
+        {"units": "n", "activation": "tanh", "norm": "batch", "name": "h1"}, {"units": "n", "activation": "tanh", "skip": "h1"},
+        {"units": "m", "activation": "log_softmax"}], "loss": "nll"}
+    assert check_blocks(derive_blocks(from_mapping(mapping))).passed
 
 
 def test_dense_specs_stay_dense_and_the_new_fields_select_the_new_engine():

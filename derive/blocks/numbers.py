@@ -76,8 +76,10 @@ class Instance:
     def __init__(self, table: Table, seed: int = 0):
         self.table, self.spec = table, table.spec
         rng = np.random.default_rng(seed)
-        self.sizes = [int(s) if s.is_Integer else int(rng.integers(2, 5)) for s in table.sizes]
-        self.m = int(table.samples) if table.samples.is_Integer else int(rng.integers(3, 5))
+        drawn: dict = {}         # one number per symbol: a size named twice (n_1, or m for units and samples) is one
+        draw = lambda s, low: int(s) if s.is_Integer else drawn.setdefault(s, int(rng.integers(low, 5)))
+        self.m = draw(table.samples, 3)
+        self.sizes = [draw(s, 2) for s in table.sizes]
         for k, layer in enumerate(self.spec.layers, start=1):     # a skip keeps its sizes equal
             source = self.spec.source_of(k)
             if source is not None:

@@ -243,9 +243,7 @@ def _layer(raw, where: str) -> BlockLayer:
     bias = raw.get("bias", True)
     if not isinstance(bias, bool):
         raise SpecError(f"{where}.bias", base._short(bias), "true or false")
-    name = raw.get("name", "")
-    if name != "" and (not isinstance(name, str) or not base.NAME_RE.match(name) or name == INPUT_NAME):
-        raise SpecError(f"{where}.name", base._short(name), "a name of letters, digits and _ (not 'input')")
+    name = _layer_name(raw, where)
     skip = raw.get("skip")
     if skip is not None and (not isinstance(skip, str) or not base.NAME_RE.match(skip)):
         raise SpecError(f"{where}.skip", base._short(skip), "the name of an earlier layer, or input")
@@ -272,6 +270,13 @@ def _layer(raw, where: str) -> BlockLayer:
                       name=name, norm=norm, eps=eps, dropout=dropout, skip=skip, kind=kind, key=key)
 
 
+def _layer_name(raw: dict, where: str) -> str:
+    name = raw.get("name", "")
+    if name != "" and (not isinstance(name, str) or not base.NAME_RE.match(name) or name == INPUT_NAME):
+        raise SpecError(f"{where}.name", base._short(name), "a name of letters, digits and _ (not 'input')")
+    return name
+
+
 def _map_layer(raw: dict, where: str, kind: str) -> BlockLayer:
     allowed = {"conv": ("kind", "channels", "kernel", "stride", "padding", "activation", "bias", "slope", "name"),
                "pool": ("kind", "mode", "size", "name")}[kind]
@@ -284,7 +289,7 @@ def _map_layer(raw: dict, where: str, kind: str) -> BlockLayer:
         if mode not in POOL_MODES:
             raise SpecError(f"{where}.mode", base._short(mode), "max or avg")
         size = _small(raw, "size", where, 2, 1)
-        return BlockLayer(units=1, activation="identity", bias=False, name=raw.get("name", ""), kind="pool",
+        return BlockLayer(units=1, activation="identity", bias=False, name=_layer_name(raw, where), kind="pool",
                           kernel=size, mode=mode)
     if "channels" not in raw or "kernel" not in raw:
         missing = "channels" if "channels" not in raw else "kernel"
@@ -293,9 +298,11 @@ def _map_layer(raw: dict, where: str, kind: str) -> BlockLayer:
     if not isinstance(bias, bool):
         raise SpecError(f"{where}.bias", base._short(bias), "true or false")
     act = raw.get("activation", "relu")
+    if not isinstance(act, str):
+        raise SpecError(f"{where}.activation", base._short(act), "one of " + ", ".join(ACTIVATIONS))
     slope = base._number(raw["slope"], f"{where}.slope") if "slope" in raw else None
     return BlockLayer(units=_small(raw, "channels", where, 1, 1), activation=str(act), bias=bias, slope=slope,
-                      name=raw.get("name", ""), kind="conv", kernel=_small(raw, "kernel", where, 3, 1),
+                      name=_layer_name(raw, where), kind="conv", kernel=_small(raw, "kernel", where, 3, 1),
                       stride=_small(raw, "stride", where, 1, 1), padding=_small(raw, "padding", where, 0, 0))
 
 
