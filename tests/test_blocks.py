@@ -417,6 +417,7 @@ CNN = {"name": "cnn", "input": {"channels": 1, "height": 6, "width": 6}, "layers
     (lambda m: m["layers"][1].update(name=["h"]), "layers[2].name", "a name of letters"),
     (lambda m: m["layers"][0].update(activation=3), "layers[1].activation", "one of"),
     (lambda m: m.update(input={"channels": 16, "height": 16, "width": 16}), "input", "at most 256 entries"),
+    (lambda m: m["layers"][2].update(units="r"), "layers[3].units", "the derivation's indices"),
 ])
 def test_bad_feature_map_networks_name_the_field(change, field, words):
     assert_refused(CNN, change, field, words)

@@ -437,6 +437,13 @@ def validate(spec: BlockSpec) -> None:
         raise SpecError("loss.delta", str(loss.delta), "a delta only with the huber loss")
     if loss.kind != "hinge" and loss.margin != 1:
         raise SpecError("loss.margin", str(loss.margin), "a margin only with the hinge loss")
+    index_letters = ("i", "j", "k", "p", "q", "s", "t", "r", "c", "d", "u", "e", "f", "g")
+    for field_name, value in [("input", spec.input), ("samples", spec.samples), ("steps", spec.steps)] + \
+            [(f"layers[{l}].units", layer.units) for l, layer in enumerate(spec.layers, start=1)] + \
+            [(f"layers[{l}].key", layer.key) for l, layer in enumerate(spec.layers, start=1)]:
+        if isinstance(value, str) and value in index_letters:
+            raise SpecError(field_name, value, "a size name other than " + ", ".join(index_letters) +
+                            " (those letters are the derivation's indices)")
     for field_name, value in [("samples", spec.samples), ("steps", spec.steps)] + \
             [(f"layers[{l}].units", layer.units) for l, layer in enumerate(spec.layers, start=1)
              if layer.kind not in MAP_KINDS] + \
