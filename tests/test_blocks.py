@@ -365,6 +365,7 @@ def test_the_skip_gives_the_skipped_layer_two_terms():
     (lambda m: m["layers"][0].update(dropout=1), "layers[1].dropout", "0 < p < 1"),
     (lambda m: m["layers"][2].update(norm="batch"), "layers[3].norm", "output layer"),
     (lambda m: m["layers"][0].update(eps="1e-5", norm=None), "layers[1].eps", "only with norm"),
+    (lambda m: m["layers"][0].update(eps=1000000000), "layers[1].eps", "at most 0.1"),
     (lambda m: m.update(notation="ng"), "notation", "nielsen"),
     (lambda m: m.update(steps=3), "steps", "only with a recurrent or attention layer"),
     (lambda m: m["layers"][0].update(kind="rnn", norm=None), "layers[1].kind", "give steps"),

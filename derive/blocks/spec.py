@@ -251,6 +251,8 @@ def _layer(raw, where: str) -> BlockLayer:
     if norm is not None and norm not in NORMS:
         raise SpecError(f"{where}.norm", base._short(norm), "batch or layer")
     eps = base._number(raw["eps"], f"{where}.eps") if "eps" in raw else DEFAULT_EPS
+    if eps > Fraction(1, 10):
+        raise SpecError(f"{where}.eps", base._short(raw["eps"]), "a small positive number such as 1e-5 (at most 0.1)")
     if "eps" in raw and norm is None:
         raise SpecError(f"{where}.eps", base._short(raw["eps"]), "an eps only with norm: batch or layer")
     dropout = base._number(raw["dropout"], f"{where}.dropout") if "dropout" in raw else None
