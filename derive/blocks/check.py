@@ -91,7 +91,7 @@ def engine_gradients(result: BlockDerivation, inst: Instance) -> dict[str, np.nd
     grads = {}
 
     def store(d, value):
-        lhs = d.steps[0].lhs if d.level == "index" else d.result.lhs     # the quantity the derivation is about
+        lhs = d.steps[0].lhs          # the quantity the derivation is about (a chain continues from it)
         if d.level == "index":          # entries: the quantity is the Indexed (delta) or the one differentiated by
             base = (lhs if isinstance(lhs, sp.Indexed) else lhs.den).base.label.name
             atom = result.table.atom(base)

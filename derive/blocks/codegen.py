@@ -95,11 +95,11 @@ def _backward_lines(result: BlockDerivation, P: "_NumpyPrinter") -> list[str]:
     for d in order:
         if (d.topic, d.layer) in done:
             continue
-        target = P.target(d.result.lhs)
+        target = P.target(d.steps[0].lhs)
         src = d.layer - 1
         if d.topic == "input" and result.spec.layers[src - 1].kind == "rnn":
             act = result.get("act", src, "matrix")
-            act_target = P.target(act.result.lhs)
+            act_target = P.target(act.steps[0].lhs)
             lines.append(f"{act_target} = np.zeros_like(Z{src})")
             lines.append(f"for _ in range({P.expr(result.table.samples)} + 1):  # backpropagation through time: "
                          "exact after T + 1 rounds")

@@ -84,7 +84,7 @@ def document_context(result: BlockDerivation, report, lang: str) -> dict:
             index = rows_of(index_d, p) if first and index_d is not None else ()
             if has_matrix:
                 matrix = result.get(topic, l, "matrix")
-                lhs = matrix.result.lhs
+                lhs = matrix.steps[0].lhs
                 shape = r" \times ".join(p.doprint(n) for n in lhs.shape) if hasattr(lhs, "shape") else ""
                 final = rows_of(matrix, p)
             else:       # a feature map: its result is the index-level one (every entry checked)
@@ -114,6 +114,7 @@ def document_context(result: BlockDerivation, report, lang: str) -> dict:
             "kinds": {kind: any(layer.kind == kind for layer in spec.layers) for kind in ("rnn", "attention", "conv",
                                                                                          "pool")} |
             {"h": any(layer.kind == "dense" and (layer.dropout is not None or layer.skip) for layer in spec.layers)} |
+            {"batch_bias": any(layer.norm == "batch" for layer in spec.layers)} |
             {"norm": any(layer.norm for layer in spec.layers),
              "dropout": any(layer.dropout is not None for layer in spec.layers)}, "sizes": [p.doprint(n) for n in result.table.sizes]}
 
