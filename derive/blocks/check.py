@@ -12,7 +12,7 @@ import itertools
 import numpy as np
 import sympy as sp
 
-from ..checks import CheckReport, GradientCheck, StepCheck, STEP_ATOL, STEP_RTOL, GRAD_ATOL, GRAD_RTOL, \
+from ..checks import CheckReport, GradientCheck, StepCheck, GRAD_ATOL, GRAD_RTOL, \
     MAX_INDEX_SAMPLES
 from .engine import BlockDerivation
 from .numbers import EvaluationError, Evaluator, Instance

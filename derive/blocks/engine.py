@@ -12,9 +12,8 @@ from sympy import KroneckerDelta as kd, Sum, Transpose, HadamardProduct, MatMul,
 
 from ..algebra import Diag, Elementwise, MatPartial, Partial
 from .symbols import Direct, Shift
-from ..steps import (ActivationDerivative, ActivationIdentity, ChainRule, Definition, DeltaDefinition, Derivation,
-                     Differentiate, KroneckerCollapse, LossDerivative, MatrixLift, Simplification, Simplify,
-                     SoftmaxJacobian, Step, Substitute)
+from ..steps import (ActivationDerivative, ChainRule, Definition, DeltaDefinition, Derivation, Differentiate,
+                     KroneckerCollapse, MatrixLift, Simplify, SoftmaxJacobian, Step, Substitute)
 from .losses import LossRules
 from .plan import Stage, skips_from, stages
 from .spec import BlockSpec
@@ -181,9 +180,6 @@ class _Builder:
     def inv_sqrt(self, l, at):
         """(v + epsilon)^(-1/2) of the statistic at index `at` (unit j for batch norm, sample s for layer norm)."""
         return sp.Pow(self.e("var", l)[at] + self.t.eps[l], sp.Rational(-1, 2), evaluate=False)
-
-    def free(self, *pairs):
-        return tuple(pairs)
 
     # ------------------------------------------------------------------- forward
     def forward(self) -> list[Step]:
@@ -918,7 +914,7 @@ class _Builder:
             return s
         # conv
         z, d = self.e("z", l), self.e("delta", l)
-        offsets, dummies = (P, Q)[:dims - 1], (F_, G_)[:dims - 1]
+        dummies = (F_, G_)[:dims - 1]
         kernel = layer.kernel
         ch = sp.Integer(shape[0])
         r1 = Sum(over(sp.Mul(Partial(self.t.loss, z[(C,) + outs]), Partial(z[(C,) + outs], a[idx]), evaluate=False)),

@@ -13,6 +13,7 @@ import sympy as sp
 from sympy.matrices.expressions.matexpr import MatrixExpr
 
 from ..algebra import Diag, Elementwise, MatPartial, Partial
+from ..rules import _softmax_np as _softmax     # column-wise, the max subtracted
 from .plan import stages
 from .spec import BlockSpec
 from .symbols import Direct, Shift, Table
@@ -37,11 +38,6 @@ def activation_np(table: Table, l: int, derivative: bool = False):
 def _logsumexp(z):
     top = z.max(axis=0, keepdims=True)
     return top + np.log(np.exp(z - top).sum(axis=0, keepdims=True))
-
-
-def _softmax(z):
-    e = np.exp(z - z.max(axis=0, keepdims=True))
-    return e / e.sum(axis=0, keepdims=True)
 
 
 def loss_np(spec: BlockSpec, out: np.ndarray, y: np.ndarray) -> float:
@@ -202,7 +198,7 @@ class Instance:
             return conv_np(x, v[("K", l)], v[("b", l)][:, 0] if layer.bias else None, layer.stride, layer.padding)
         if stage.kind == "pool":
             return pool_np(x, layer.kernel, layer.mode)
-        if stage.kind == "linear" and x.ndim > 2 or (stage.kind == "linear" and spec.map_shape(l - 1) is not None):
+        if stage.kind == "linear" and spec.map_shape(l - 1) is not None:        # a weight per map entry
             z = np.tensordot(v[("W", l)], x, axes=x.ndim)[:, None]
             return z + v[("b", l)] if layer.bias else z
         if stage.kind == "recur":
@@ -338,7 +334,6 @@ def conv_np(x: np.ndarray, kernel: np.ndarray, bias, stride: int, padding: int) 
 
 
 def pool_np(x: np.ndarray, size: int, mode: str) -> np.ndarray:
-    spatial = x.ndim - 1
     outs = [n // size for n in x.shape[1:]]
     out = np.zeros((x.shape[0], *outs))
     for position in itertools.product(*(range(o) for o in outs)):

@@ -41,6 +41,8 @@ DEFAULT_EPS = Fraction(1, 100000)
 # stay small (a symbol such as n_1 or m is derived for any size and checked at small ones).
 MAX_NUMERIC_SIZE = 64
 MAX_MAP_ENTRIES = 256
+# the derivation's index letters (derive/blocks/symbols.py makes them SymPy symbols): no size may take one
+INDEX_LETTERS = ("i", "j", "k", "p", "s", "t", "r", "c", "d", "q", "u", "e", "f", "g")
 INPUT_NAME = "input"
 
 
@@ -439,18 +441,15 @@ def validate(spec: BlockSpec) -> None:
         raise SpecError("loss.delta", str(loss.delta), "a delta only with the huber loss")
     if loss.kind != "hinge" and loss.margin != 1:
         raise SpecError("loss.margin", str(loss.margin), "a margin only with the hinge loss")
-    index_letters = ("i", "j", "k", "p", "q", "s", "t", "r", "c", "d", "u", "e", "f", "g")
-    for field_name, value in [("input", spec.input), ("samples", spec.samples), ("steps", spec.steps)] + \
-            [(f"layers[{l}].units", layer.units) for l, layer in enumerate(spec.layers, start=1)] + \
-            [(f"layers[{l}].key", layer.key) for l, layer in enumerate(spec.layers, start=1)]:
-        if isinstance(value, str) and value in index_letters:
-            raise SpecError(field_name, value, "a size name other than " + ", ".join(index_letters) +
+    sizes = [("samples", spec.samples), ("steps", spec.steps)] + \
+        [(f"layers[{l}].units", layer.units) for l, layer in enumerate(spec.layers, start=1)
+         if layer.kind not in MAP_KINDS] + \
+        [(f"layers[{l}].key", layer.key) for l, layer in enumerate(spec.layers, start=1)] + \
+        ([("input", spec.input)] if spec.input_map is None else [])
+    for field_name, value in sizes:
+        if isinstance(value, str) and value in INDEX_LETTERS:
+            raise SpecError(field_name, value, "a size name other than " + ", ".join(INDEX_LETTERS) +
                             " (those letters are the derivation's indices)")
-    for field_name, value in [("samples", spec.samples), ("steps", spec.steps)] + \
-            [(f"layers[{l}].units", layer.units) for l, layer in enumerate(spec.layers, start=1)
-             if layer.kind not in MAP_KINDS] + \
-            [(f"layers[{l}].key", layer.key) for l, layer in enumerate(spec.layers, start=1)] + \
-            ([("input", spec.input)] if spec.input_map is None else []):
         if isinstance(value, int) and value > MAX_NUMERIC_SIZE:
             raise SpecError(field_name, value, f"at most {MAX_NUMERIC_SIZE} here, or a symbol such as n_1 or m: "
                             "derive checks every step of these layers numerically at the spec's sizes")

@@ -14,7 +14,7 @@ from ..algebra import Partial
 from ..notation import profile
 from ..printing import DerivePrinter
 from .. import rules as dense_rules
-from .spec import BlockSpec
+from .spec import INDEX_LETTERS, BlockSpec
 
 # kind -> (entry LaTeX, matrix LaTeX); {l} is the layer label
 LATEX = {
@@ -29,8 +29,7 @@ LATEX = {
 }
 NODE_KINDS = ("a", "z", "zhat", "u", "h", "d", "r", "delta")      # n_l x m
 UNIT_KINDS = ("b", "gamma", "beta")                              # n_l x 1
-INDEX = {name: sp.Symbol(name, integer=True, positive=True)
-         for name in ("i", "j", "k", "p", "s", "t", "r", "c", "d", "q", "u", "e", "f", "g")}
+INDEX = {name: sp.Symbol(name, integer=True, positive=True) for name in INDEX_LETTERS}
 # a sequence network's columns are time steps: its column index prints t, the second one tau
 SEQUENCE_INDEX = {"s": "t", "t": r"\tau", "r": "r"}
 FUNCTION_LATEX = {"exp": r"e^{%s}", "log": r"\log\left(%s\right)", "step": r"[%s > 0]"}
@@ -255,7 +254,7 @@ class Shift(sp.MatrixExpr):
     error terms of the next step (0 after the last)."""
 
     def __new__(cls, size):
-        return sp.Basic.__new__(cls, sp.sympify(size))
+        return sp.Basic.__new__(cls, sp.Integer(size) if isinstance(size, int) else size)   # a table size, never text
 
     @property
     def shape(self):
