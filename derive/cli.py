@@ -118,16 +118,16 @@ def check_command(spec_path, as_json, trials, printed):
     if not isinstance(spec, NetworkSpec):
         from .blocks import check_blocks, derive_blocks
 
+        result = derive_blocks(spec)
+        report = check_blocks(result, trials=trials or 2)
+        readbacks = {}
         if printed:
-            raise DeriveError(f"{spec.name}: --printed is not available yet for a network with normalization, "
-                              "dropout, skips or the newer losses (its printed lines are not read back yet)")
+            from .blocks.document import render_blocks
+            from .blocks.readback import read_back_blocks
+            from .render import LANGS
 
-        report = check_blocks(derive_blocks(spec), trials=trials or 2)
-        if as_json:
-            click.echo(_json(report.to_json(), sort_keys=True))
-        else:
-            _print_report(spec, report, {})
-        sys.exit(0 if report.passed else EXIT_FAILED)
+            readbacks = {lang: read_back_blocks(result, render_blocks(result, report, lang)) for lang in LANGS}
+        _finish_check(spec, report, readbacks, printed, as_json)
     result = derive(spec)
     try:
         report = check(result, trials=trials)
@@ -141,6 +141,10 @@ def check_command(spec_path, as_json, trials, printed):
         from .render import LANGS, render_document
 
         readbacks = {lang: read_back(result, render_document(result, report, lang)) for lang in LANGS}
+    _finish_check(spec, report, readbacks, printed, as_json)
+
+
+def _finish_check(spec, report, readbacks: dict, printed: bool, as_json: bool):
     passed = report.passed and all(r.passed for r in readbacks.values())
     if as_json:
         out = report.to_json()
@@ -359,25 +363,21 @@ def verify_command(spec_path, param, claim_text, derivation_path, as_json, tex, 
     from pathlib import Path
 
     from .engine import derive
-    from .spec import load
+    from .spec import NetworkSpec, load
     from .verify import verify_claim, verify_derivation
 
     if bool(claim_text) == bool(derivation_path):
         raise DeriveError("give either --param P --claim TEXT or --derivation FILE")
-    result = derive(load(spec_path), levels=("matrix",))
+    spec = load(spec_path)
+    if not isinstance(spec, NetworkSpec):
+        _verify_blocks(spec, param, claim_text, derivation_path, as_json, tex or pdf)
+    result = derive(spec, levels=("matrix",))
     if claim_text:
         if not param:
             raise DeriveError("--claim needs --param, e.g. --param W2")
         verdict = verify_claim(result, param, claim_text)
     else:
-        from .files import read_input
-
-        raw = read_input(derivation_path, 200_000, "--derivation")
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise DeriveError("--derivation: not UTF-8 text") from None
-        verdict = verify_derivation(result, text, param)
+        verdict = verify_derivation(result, _derivation_text(derivation_path), param)
         if (tex or pdf) and verdict.terms:
             from .documents import publish
             from .verify import feedback_document
@@ -400,6 +400,46 @@ def verify_command(spec_path, param, claim_text, derivation_path, as_json, tex, 
                        f"expected {c['expected']:.6g}, claimed {c['claimed']:.6g}")
             if c.get("values"):
                 click.echo("  at: " + "; ".join(f"{k} = {json.dumps(v)}" for k, v in c["values"].items()))
+    sys.exit(verdict.exit_code)
+
+
+def _derivation_text(path) -> str:
+    from .files import read_input
+
+    try:
+        return read_input(path, 200_000, "--derivation").decode("utf-8")
+    except UnicodeDecodeError:
+        raise DeriveError("--derivation: not UTF-8 text") from None
+
+
+def _verify_blocks(spec, param, claim_text, derivation_path, as_json, document):
+    """verify for a network with the newer layers: the documents' reader judges each line."""
+    from .claim import split_equals
+    from .blocks import derive_blocks
+    from .blocks.verify import verify_blocks_claim, verify_blocks_derivation
+
+    if document:
+        raise DeriveError(f"{spec.name}: --tex and --pdf (the feedback document) are not available yet for a "
+                          "network with normalization, dropout, skips, recurrence, attention or feature maps; "
+                          "the verdict itself is (leave them out)")
+    result = derive_blocks(spec, levels=("index",))
+    if claim_text:
+        if not param and len(split_equals(claim_text)) < 2:
+            raise DeriveError("--claim needs --param (e.g. --param W2) or its own left side (dL/dW = ...)")
+        verdict = verify_blocks_claim(result, param, claim_text)
+    else:
+        verdict = verify_blocks_derivation(result, _derivation_text(derivation_path), param)
+    if as_json:
+        click.echo(_json(verdict.to_json()))
+    else:
+        line = f" (first wrong line: {verdict.first_wrong_line})" if verdict.first_wrong_line else ""
+        click.echo(f"{verdict.verdict}{line}: {verdict.explanation}")
+        c = verdict.counterexample
+        if c and "expected" in c:
+            entry = (f", entry {c['worst_entry']}" if "worst_entry" in c else "") + \
+                (", at " + ", ".join(f"{k} = {v}" for k, v in c["at"].items()) if c.get("at") else "")
+            click.echo(f"  counterexample: sizes {c['sizes']}, {c['samples']} columns{entry}: "
+                       f"expected {c['expected']:.6g}, claimed {c['claimed']:.6g}")
     sys.exit(verdict.exit_code)
 
 

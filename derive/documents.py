@@ -115,10 +115,11 @@ def build_blocks(spec, out_dir, lang: str, pdf: bool, layers, formats, detail: s
     result = derive_blocks(spec)
     report = check_blocks(result)
     text = render_blocks(result, report, lang)
+    printed = require_printed_correct(result, text, f"{spec.name} ({lang})")
     written, warnings = write_forms({"tex": text}, out_dir, spec.name, lang, pdf)
     gradients = "match" if all(g.passed for g in report.gradients) else "DO NOT match"
     summary = (f"{len(report.steps)} steps checked, {report.steps_failed} failed; gradients {gradients} central "
-               "differences")
+               f"differences; {printed.summary()}")
     return BuildOutcome(written.get("tex"), written.get("pdf"), report.passed, summary, warnings,
                         tuple(written.items()))
 
@@ -190,10 +191,12 @@ def other_forms(result, report, lang: str, shown, formats, document: str, style:
 def require_printed_correct(result, text: str, what: str):
     """Read every printed equation back (readback.py); a line that does not read back true stops the
     build before anything is written, quoting the line."""
+    from .blocks.engine import BlockDerivation
+    from .blocks.readback import read_back_blocks
     from .errors import PrintedLineError
     from .readback import read_back
 
-    printed = read_back(result, text)
+    printed = (read_back_blocks if isinstance(result, BlockDerivation) else read_back)(result, text)
     if not printed.passed:
         lines = text.splitlines()
         quoted = "\n".join(f"  line {j.equation.line}: {lines[j.equation.line - 1].strip()[:160]}\n"

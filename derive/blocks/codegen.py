@@ -1,18 +1,19 @@
-"""NumPy code for a block network (normalization, dropout, skips, recurrent and attention layers): a
-forward pass written per stage, and gradients printed from the derivation's matrix-form results in the
-order a backward pass runs them (a recurrent layer's pair of formulas as a loop over its steps).
-Networks of feature maps (conv, pool) have index-level results only and are refused by name."""
+"""NumPy code for a block network: a forward pass written per stage, and gradients printed from the
+derivation's results in the order a backward pass runs them. Matrix-form results become array
+expressions (a recurrent layer's pair of formulas a loop over its steps); a network of feature maps
+(conv, pool) has index-level results, and each becomes loops over its free indices around the printed
+entry formula (sums as Python sums, entries outside a map 0), which is exact and slow by design."""
 from __future__ import annotations
 
 import sympy as sp
 from sympy.matrices.expressions.matexpr import MatrixExpr
 
-from ..algebra import Diag, Elementwise, MatPartial
+from ..algebra import Diag, Elementwise, MatPartial, Partial
 from ..errors import DeriveError
 from .engine import BlockDerivation, derive_blocks
 from .plan import stages
 from .spec import BlockSpec
-from .symbols import Shift
+from .symbols import INDEX, Shift
 
 ACTIVATION_CODE = {
     "identity": ("x", "np.ones_like(x)"),
@@ -26,13 +27,9 @@ ACTIVATION_CODE = {
 def generate_blocks(spec: BlockSpec) -> str:
     from ..render import environment
 
-    if spec.has_maps:
-        raise DeriveError(f"{spec.name}: derive codegen does not write code for conv and pool layers yet (their "
-                          "results are index-level); it writes dense, normalization, dropout, skip, recurrent "
-                          "and attention layers")
-    result = derive_blocks(spec, levels=("matrix",))
+    result = derive_blocks(spec, levels=("index",) if spec.has_maps else ("matrix",))
     printer = _NumpyPrinter(result)
-    backward = _backward_lines(result, printer)
+    backward = _entry_lines(result, printer) if spec.has_maps else _backward_lines(result, printer)
     return environment().get_template("codegen/blocks.py.j2").render(
         spec=spec, layers=_layers(result), backward=backward, sizes=_size_lines(result),
         activations=_activations(spec), loss=_loss(spec), parameters=result.parameters)
@@ -65,6 +62,8 @@ def _layers(result: BlockDerivation) -> list[dict]:
     out = []
     for l, layer in enumerate(spec.layers, start=1):
         out.append({"l": l, "kind": layer.kind, "bias": layer.bias, "norm": layer.norm, "eps": float(layer.eps),
+                    "stride": layer.stride, "padding": layer.padding, "size": layer.kernel, "mode": layer.mode,
+                    "reads_map": spec.map_shape(l - 1) is not None,
                     "dropout": float(layer.dropout) if layer.dropout is not None else None,
                     "skip": spec.source_of(l), "activation": layer.activation,
                     "stages": [(s.kind, s.out) for s in stages(spec, l)]})
@@ -111,6 +110,25 @@ def _backward_lines(result: BlockDerivation, P: "_NumpyPrinter") -> list[str]:
     return lines
 
 
+def _entry_lines(result: BlockDerivation, P: "_NumpyPrinter") -> list[str]:
+    """Each index-level result as loops over its free indices (1-based, as printed) filling an array shaped
+    like its quantity; a later formula reads it where the derivation writes dL/d(entry) or delta."""
+    lines = []
+    for d in result.backward_order():
+        step, subject = d.result, d.steps[0].lhs       # the quantity is the chain's first left side
+        target = P.entry_target(subject)
+        bounds = [P.expr(bound) for _, bound in step.free]
+        lines.append(f"{target} = np.zeros(({', '.join(bounds)},))  # {d.key}")
+        indent = ""
+        for symbol, bound in step.free:
+            lines.append(f"{indent}for {P.index(symbol)} in range(1, {P.expr(bound)} + 1):")
+            indent += "    "
+        at = ", ".join(f"{P.index(symbol)} - 1" for symbol, _ in step.free)
+        lines.append(f"{indent}{target}[{at}] = {P.expr(step.rhs)}")
+        lines.append(f"{target} = {target}.reshape({P.shape_of(subject)})")
+    return lines
+
+
 class _NumpyPrinter:
     """SymPy matrix expressions of a block derivation as NumPy source (names from the quantity table)."""
 
@@ -138,13 +156,88 @@ class _NumpyPrinter:
         atom = self.t.atom(lhs.name)
         return self.name(atom.kind, atom.layer)
 
+    # ---- index level: entries, sums, brackets
+    def index(self, symbol) -> str:
+        return f"{symbol.name}_"            # loop variables apart from every other name of the module
+
+    def _array(self, atom) -> str:
+        if atom.kind in ("W", "U", "K", "b", "gamma", "beta", "WQ", "WK", "WV"):
+            return f'params["{atom.kind}{atom.layer}"]'
+        return self.name(atom.kind, atom.layer)
+
+    def _gradient_of(self, entry) -> str:
+        """The array holding dL/d(entry's quantity): delta for a weighted input, grads for a parameter."""
+        atom = self.t.atom(entry.base.label.name)
+        if atom.kind == "z":
+            return f"D{atom.layer}"
+        if atom.kind in ("W", "U", "K", "b", "gamma", "beta", "WQ", "WK", "WV"):
+            return f'grads["{atom.kind}{atom.layer}"]'
+        return "g_" + self.name(atom.kind, atom.layer)
+
+    def entry_target(self, lhs) -> str:
+        if isinstance(lhs, sp.Indexed):          # delta^l: dL/dz^l
+            return f"D{self.t.atom(lhs.base.label.name).layer}"
+        return self._gradient_of(lhs.den)
+
+    def shape_of(self, lhs) -> str:
+        entry = lhs if isinstance(lhs, sp.Indexed) else lhs.den
+        atom = self.t.atom(entry.base.label.name)
+        if atom.kind == "delta":
+            return f"Z{atom.layer}.shape"
+        return f"{self._array(atom)}.shape"
+
+    def _at(self, array: str, indices) -> str:
+        return f"_at({array}, {', '.join(self.expr(i) for i in indices)})"
+
+    def scalar(self, e) -> str:
+        if isinstance(e, sp.Indexed):
+            atom = self.t.atom(e.base.label.name)
+            array = f"D{atom.layer}" if atom.kind == "delta" else self._array(atom)
+            return self._at(array, e.indices)
+        if isinstance(e, Partial) and isinstance(e.num, sp.Symbol) and e.num.name == "L":
+            return self._at(self._gradient_of(e.den), e.den.indices)
+        if isinstance(e, sp.Sum):
+            loops = " ".join(f"for {self.index(v)} in range({self.expr(lo)}, {self.expr(hi)} + 1)"
+                             for v, lo, hi in reversed(e.limits))
+            return f"sum({self.expr(e.function)} {loops})"
+        if isinstance(e, sp.KroneckerDelta):
+            return f"(1.0 if ({self.expr(e.args[0])}) == ({self.expr(e.args[1])}) else 0.0)"
+        if isinstance(e, sp.ceiling):
+            return f"_ceil({self.expr(e.args[0])})"
+        if isinstance(e, (sp.Max, sp.Min)):
+            return f"{type(e).__name__.lower()}({', '.join(self.expr(a) for a in e.args)})"
+        if isinstance(e, sp.Abs):
+            return f"abs({self.expr(e.args[0])})"
+        if isinstance(e, sp.Function):
+            name = type(e).__name__
+            args = [self.expr(a) for a in e.args]
+            if name.startswith("actprime_"):
+                return f"act{name.split('_')[1]}_prime({args[0]})"
+            if name.startswith("act_"):
+                return f"act{name.split('_')[1]}({args[0]})"
+            if name == "same":
+                return f"_same({args[0]}, {args[1]})"
+            if name in ("exp", "log", "sign"):
+                return f"np.{name}({args[0]})"
+            if name == "step":                     # [x > 0]
+                return f"(1.0 if ({args[0]}) > 0 else 0.0)"
+            if name == "clip":                     # Huber's derivative: x limited to [-delta, delta]
+                delta = float(self.spec.loss.delta)
+                return f"float(np.clip({args[0]}, -{delta!r}, {delta!r}))"
+        raise DeriveError(f"codegen: cannot print {type(e).__name__} at index level")
+
     def expr(self, e) -> str:
         if isinstance(e, MatrixExpr):
             return self.matrix(e)
+        if isinstance(e, (sp.Indexed, Partial, sp.Sum, sp.KroneckerDelta, sp.ceiling, sp.Function, sp.Max, sp.Min,
+                          sp.Abs)):
+            return self.scalar(e)
         if e.is_Integer:
             return str(int(e))
         if e.is_Rational:
             return f"({e.p} / {e.q})"
+        if isinstance(e, sp.Symbol) and e.name in INDEX:
+            return self.index(e)
         if isinstance(e, sp.Symbol):
             if e.name.startswith("epsilon_"):
                 return repr(float(self.spec.layers[int(e.name.split("_")[1]) - 1].eps))

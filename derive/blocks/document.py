@@ -38,9 +38,21 @@ class Shown:
 def rows_of(derivation, printer) -> tuple[Row, ...]:
     out = []
     for line in chain(derivation, printer):
-        for number, text in enumerate(line.rows):
+        rows = list(line.rows)
+        rows[-1] += condition(line.step, printer) if line.step is not None else ""
+        for number, text in enumerate(rows):
             out.append(Row(text, line.step if number == 0 else None))
     return tuple(out)
+
+
+def condition(step, printer) -> str:
+    """A step that holds only before the last time step (the next step's weighted input reads the
+    state) says so in the line itself, where the readback reads it: \\quad (t < T)."""
+    samples = printer.t.samples
+    for symbol, bound in step.free:
+        if symbol.name == "s" and sp.simplify(bound - (samples - 1)) == 0:     # s: the column (time) index
+            return r" \quad (%s < %s)" % (printer.doprint(symbol), printer.doprint(samples))
+    return ""
 
 
 def _quantity(result: BlockDerivation, derivation):

@@ -246,6 +246,8 @@ class Instance:
             if layer.activation in ("relu", "leaky_relu") and layer.kind != "pool":
                 pre = values[("u", l)] if layer.norm else values[("z", l)]
                 worst = min(worst, float(np.abs(pre).min()))
+            if layer.norm:           # a batch of nearly equal entries: normalization is curved on the scale of
+                worst = min(worst, float(np.sqrt(values[("var", l)].min())) / 50)     # its deviation
             if layer.kind == "pool" and layer.mode == "max":      # no ties for the largest entry of a window
                 x = values[("a", l - 1)]
                 for position in itertools.product(*(range(n // layer.kernel) for n in x.shape[1:])):
@@ -301,6 +303,8 @@ class Instance:
     def step(self, den: tuple, den_entry: tuple) -> float:
         """EPS, or a thousandth of an entry smaller than 0.01: the log of a small probability (cross-entropy)
         is curved on its own scale, and a central difference must stay well inside it."""
+        if den != ("a", self.spec.depth) or self.spec.loss.kind not in ("cross_entropy", "binary_cross_entropy"):
+            return EPS          # elsewhere a tiny step only adds rounding (a z near 0 is no probability)
         values = self.values.get(den, self.leaves.get(den))
         value = abs(float(values[den_entry])) if values is not None else 1.0
         return EPS if value == 0 else max(min(EPS, value / 1000), 1e-12)
