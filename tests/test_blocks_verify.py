@@ -138,3 +138,20 @@ def test_cli_verify_for_a_block_network(tmp_path):
         assert proc.returncode == 2 and words in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     proc = run("verify", "batchnorm_mlp", "--param", "W1", "--claim", r"\input{/etc/passwd}")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("claim, words", [
+    (r"\sum_{i=1}^{100000000} 1", "more than 200,000 terms"),
+    (r"\sum_{i=1}^{3000} \sum_{j=1}^{3000} \sum_{k=1}^{3000} 1", "more than 200,000 terms"),
+    ("\\frac{\\partial}{\\partial z^{1}_{11}}\\left(" * 3 + "L" + "\\right)" * 3, "nested more than 2 deep"),
+    ("(" * 3000 + "1" + ")" * 3000, "1 × 1"),
+    (r"2^{100000000} \Delta^{2} (A^{1})^T", "differ"),
+    (r"z^{1}_{99999999999999999999 1}", "lies outside"),
+])
+def test_a_hostile_claim_gets_an_answer_in_bounded_time(claim, words):
+    import time
+
+    start = time.perf_counter()
+    verdict = verify_blocks_claim(_result("batchnorm_mlp"), "W2", claim)
+    assert time.perf_counter() - start < 30
+    assert verdict.verdict != "correct" and words in verdict.explanation, verdict.explanation

@@ -242,13 +242,21 @@ def parse_printed(text: str) -> Node:
     if len(text) > MAX_CHARS:
         raise DeriveError(f"read-back: {len(text)} characters is too long to read")
     try:
-        return _Build().transform(_PARSER.parse(text))
+        tree = _Build().transform(_PARSER.parse(text))
     except VisitError as exc:
         raise DeriveError(f"read-back: {exc.orig_exc}") from None
     except LarkError as exc:
         raise DeriveError(f"read-back: cannot read {text[:80]!r}: {str(exc).splitlines()[0]}") from None
     except RecursionError:
         raise DeriveError("read-back: nested too deeply to read") from None
+    if _derivative_depth(tree) > MAX_NESTED_DERIVATIVES:
+        raise DeriveError(f"read-back: derivatives nested more than {MAX_NESTED_DERIVATIVES} deep are not read")
+    return tree
+
+
+def _derivative_depth(node: Node) -> int:
+    inner = max((_derivative_depth(a) for a in node.args if isinstance(a, Node)), default=0)
+    return inner + (node.op in ("partial_of", "direct_of"))
 
 
 # ------------------------------------------------------------------ the notation: names -> quantities
@@ -288,6 +296,22 @@ class Notation:
 
 
 # ------------------------------------------------------------------ values
+
+MAX_WORK = 200_000           # terms and forward-pass nodes one equation may cost (a claim can ask for more)
+MAX_NESTED_DERIVATIVES = 2   # d/dx (d/dy (...)): each level doubles the forward passes
+
+
+class Budget:
+    """What one equation may cost: a sum from 1 to 10^9 is refused, not run."""
+
+    def __init__(self, limit: int = MAX_WORK):
+        self.left = limit
+
+    def spend(self, amount: int) -> None:
+        self.left -= max(amount, 0)
+        if self.left < 0:
+            raise EvaluationError(f"it asks for more than {MAX_WORK:,} terms to evaluate; not read")
+
 
 @dataclass(frozen=True)
 class Spread:
@@ -350,8 +374,9 @@ def _entrywise(a: Spread, b: Spread, op) -> Spread:
 class Reader:
     """Evaluates a read tree at one instance: scalars as floats, matrices as Spread."""
 
-    def __init__(self, result, inst, env: dict[str, int], values=None, direct_values=None):
+    def __init__(self, result, inst, env: dict[str, int], values=None, budget=None):
         self.result, self.inst, self.env = result, inst, env
+        self.budget = budget if budget is not None else Budget()     # shared by every reader of one equation
         self.table = result.table
         self.notation = Notation(result)
         self.values = values            # a moved forward pass (inside a derivative of a formula)
@@ -359,7 +384,7 @@ class Reader:
         self.sizes = _size_names(result)
 
     def at(self, **more) -> "Reader":
-        return Reader(self.result, self.inst, {**self.env, **more}, self.values)
+        return Reader(self.result, self.inst, {**self.env, **more}, self.values, self.budget)
 
     # ---- quantities
     def _index(self, node) -> int:
@@ -443,8 +468,8 @@ class Reader:
             return -self.scalar(node.args[0])
         if op == "div":
             return self.scalar(node.args[0]) / self.scalar(node.args[1])
-        if op == "power":
-            return self.scalar(node.args[0]) ** self.scalar(node.args[1])
+        if op == "power":          # an overflow is inf, which no true side equals
+            return float(np.power(self.scalar(node.args[0]), self.scalar(node.args[1])))
         if op == "ceil":
             return float(np.ceil(self.scalar(node.args[0]) - 1e-12))
         if op == "same":
@@ -454,8 +479,9 @@ class Reader:
             return float(self.scalar(node.args[0]) > self.scalar(node.args[1]))
         if op == "sum":
             low, high, body = node.args
-            return sum(self.at(**{node.data: k}).scalar(body)
-                       for k in range(self._index(low), self._index(high) + 1))
+            first, last = self._index(low), self._index(high)
+            self.budget.spend(last - first + 1)
+            return sum(self.at(**{node.data: k}).scalar(body) for k in range(first, last + 1))
         if op == "max":
             letters, high = node.data
             return max(self.at(**dict(zip(letters, combo))).scalar(node.args[0])
@@ -511,6 +537,7 @@ class Reader:
         """d/dx (formula): the formula after the entry is moved (and, for a total derivative, every later
         node recomputed; for a direct one, nothing else)."""
         body, den = node.args
+        self.budget.spend(2 * len(self.inst.order()))        # two forward passes
         key, idx = self.ev._entry(self.entry(den))
         out = []
         for sign in (1.0, -1.0):
@@ -521,7 +548,7 @@ class Reader:
                 base = values[key] if key in values else self.inst.leaves[key]
                 values[key] = base.copy()
                 values[key][idx] += sign * EPS
-            out.append(Reader(self.result, self.inst, self.env, values).scalar(body))
+            out.append(Reader(self.result, self.inst, self.env, values, self.budget).scalar(body))
         return (out[0] - out[1]) / (2 * EPS)
 
     def _function(self, token: str, x: np.ndarray, arg: Node) -> np.ndarray:
@@ -822,6 +849,8 @@ def compare(result, eq: PrintedEquation, instances, context: str | None = None) 
         return Finding("unreadable", str(exc).removeprefix("read-back: "))
     except MisfitError as exc:
         return Finding("wrong", str(exc), "misfit", instance=inst)
+    except RecursionError:
+        return Finding("unreadable", "nested too deeply to evaluate")
     except (EvaluationError, ArithmeticError, ValueError, IndexError, KeyError, TypeError) as exc:
         return Finding("unreadable", f"cannot evaluate it: {type(exc).__name__}: {exc}")
     if not compared:
