@@ -101,22 +101,26 @@ def build(spec: NetworkSpec, out_dir: str | Path, lang: str = "en", pdf: bool = 
 
 
 def build_blocks(spec, out_dir, lang: str, pdf: bool, layers, formats, detail: str) -> BuildOutcome:
-    """A network with normalization, dropout, skips or the newer losses: its own engine and document (the
-    LaTeX document and its PDF so far)."""
+    """A network with normalization, dropout, skips, recurrence, attention or feature maps: its own engine
+    and document, in every text form; each form's printed lines read back before anything is written."""
     from .blocks import check_blocks, derive_blocks
     from .blocks.document import render_blocks
     from .errors import DeriveError
 
-    others = [f for f in formats if f != "tex"]
-    if others or layers or detail != "normal":
-        asked = ", ".join(others) or ("--layers" if layers else f"--detail {detail}")
+    if layers or detail != "normal":
+        asked = "--layers" if layers else f"--detail {detail}"
         raise DeriveError(f"{spec.name}: {asked} is not available yet for a network with normalization, dropout, "
-                          "skips or the newer losses; accepted: the .tex document and its PDF at the normal detail")
+                          "skips, recurrence, attention or feature maps; accepted: every format at the normal "
+                          "detail, all layers")
     result = derive_blocks(spec)
     report = check_blocks(result)
     text = render_blocks(result, report, lang)
     printed = require_printed_correct(result, text, f"{spec.name} ({lang})")
-    written, warnings = write_forms({"tex": text}, out_dir, spec.name, lang, pdf)
+    texts = {"tex": text} if "tex" in formats or pdf else {}
+    if set(formats) - {"tex"}:
+        texts.update(other_forms(result, report, lang, None, formats, text,
+                                 flow=render_blocks(result, report, lang, flow=True)))
+    written, warnings = write_forms(texts, out_dir, spec.name, lang, pdf)
     gradients = "match" if all(g.passed for g in report.gradients) else "DO NOT match"
     summary = (f"{len(report.steps)} steps checked, {report.steps_failed} failed; gradients {gradients} central "
                f"differences; {printed.summary()}")
@@ -162,15 +166,18 @@ def render_forms(result, lang: str, formats: tuple[str, ...], shown=None, detail
 DOCUMENT_FORMATS = tuple(kind for kind in FORMATS if kind != "pdf")     # pdf is compiled from tex
 
 
-def other_forms(result, report, lang: str, shown, formats, document: str, style: dict | None = None) -> dict[str, str]:
+def other_forms(result, report, lang: str, shown, formats, document: str, style: dict | None = None,
+                flow: str | None = None) -> dict[str, str]:
     """Markdown, HTML, slides and the body (of `document`, the .tex already rendered), from the document
-    written with each justification as a paragraph (flow); that text's equations are read back too."""
+    written with each justification as a paragraph (flow, rendered here unless given); that text's
+    equations are read back too."""
     from . import formats as forms
     from .render import render_document
     from .titles import title_plain, title_tex
 
     spec = result.spec
-    flow = render_document(result, report, lang, shown, flow=True, **(style or {}))
+    if flow is None:
+        flow = render_document(result, report, lang, shown, flow=True, **(style or {}))
     require_printed_correct(result, flow, f"{spec.name} ({lang}, {'/'.join(f for f in formats if f != 'tex')})")
     title = title_plain(spec, lang)
     subtitle = "由 derive 推导并逐步验证" if lang == "zh" else "Derived and checked step by step by derive"

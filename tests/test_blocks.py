@@ -483,7 +483,7 @@ def test_cli_checks_a_block_example_and_refuses_what_it_cannot_do_yet(tmp_path):
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["passed"] and report["steps_checked"] > 100 and set(report["parameters"]) >= {"gamma1", "beta2"}
-    proc = run("build", str(EXAMPLES / "batchnorm_mlp.yaml"), "-o", str(tmp_path), "--format", "md")
+    proc = run("build", str(EXAMPLES / "batchnorm_mlp.yaml"), "-o", str(tmp_path), "--detail", "brief")
     assert proc.returncode == 2 and "not available yet" in proc.stderr and "Traceback" not in proc.stderr
     assert not list(tmp_path.iterdir())
     proc = run("verify", str(EXAMPLES / "residual_dropout.yaml"), "--param", "W1", "--claim", "delta1 a0.T")
@@ -495,6 +495,22 @@ def test_cli_checks_a_block_example_and_refuses_what_it_cannot_do_yet(tmp_path):
 
 
 # ---------------------------------------------------------------- the documents
+
+def test_block_documents_in_every_text_form(tmp_path):
+    """Markdown, HTML (MathML), slides and the body: made from the document with each note a sentence
+    before its display, whose printed lines read back too (build refuses otherwise)."""
+    proc = run("build", str(EXAMPLES / "rnn_bptt.yaml"), "-o", str(tmp_path), "--format", "tex,md,html,beamer,body",
+               "--lang", "zh")
+    assert proc.returncode == 0, proc.stderr
+    assert "67 equations printed, 67 read back, 67 correct" in proc.stderr
+    md = (tmp_path / "rnn_bptt.zh.md").read_text(encoding="utf-8")
+    assert r"\quad (t < 3)" in md and "$$" in md and r"\stepnote" not in md
+    html = (tmp_path / "rnn_bptt.zh.html").read_text(encoding="utf-8")
+    assert html.count("<math") > 50 and "<script" not in html
+    slides = (tmp_path / "rnn_bptt.zh.slides.tex").read_text(encoding="utf-8")
+    assert slides.count("\\begin{frame}") >= 4
+    assert (tmp_path / "rnn_bptt.zh.body.tex").exists()
+
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
 @pytest.mark.parametrize("name", ["batchnorm_mlp", "residual_dropout", "rnn_bptt", "attention_block", "small_cnn",

@@ -131,9 +131,12 @@ def document_context(result: BlockDerivation, report, lang: str) -> dict:
              "dropout": any(layer.dropout is not None for layer in spec.layers)}, "sizes": [p.doprint(n) for n in result.table.sizes]}
 
 
-def render_blocks(result: BlockDerivation, report=None, lang: str = "en") -> str:
+def render_blocks(result: BlockDerivation, report=None, lang: str = "en", flow: bool = False) -> str:
+    """flow: each step's note a sentence before its display (the text the Markdown, HTML and slide forms
+    are made from) rather than beside it."""
     from ..titles import title_tex
 
     context = document_context(result, report, lang)
     context["title"] = title_tex(result.spec, lang)
+    context["flow"] = flow
     return environment().get_template("blocks/document.tex.j2").render(**context)
