@@ -158,7 +158,7 @@ HELPERS = {
 def generate(spec: NetworkSpec, layout: str = "column", dtype: str = "float64") -> str:
     from .spec import require_dense
 
-    require_dense(spec, "derive codegen")
+    require_dense(spec, "derive.codegen.generate (for such a network call derive.blocks.codegen.generate_blocks)")
     if layout not in LAYOUTS:
         raise ValueError(f"layout {layout!r}; accepted: {', '.join(LAYOUTS)}")
     if dtype not in DTYPES:

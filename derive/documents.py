@@ -103,29 +103,32 @@ def build(spec: NetworkSpec, out_dir: str | Path, lang: str = "en", pdf: bool = 
 def build_blocks(spec, out_dir, lang: str, pdf: bool, layers, formats, detail: str) -> BuildOutcome:
     """A network with normalization, dropout, skips, recurrence, attention or feature maps: its own engine
     and document, in every text form; each form's printed lines read back before anything is written."""
-    from .blocks import check_blocks, derive_blocks
-    from .blocks.document import render_blocks
+    from .blocks import derive_blocks
     from .errors import DeriveError
 
-    if layers or detail != "normal":
-        asked = "--layers" if layers else f"--detail {detail}"
-        raise DeriveError(f"{spec.name}: {asked} is not available yet for a network with normalization, dropout, "
-                          "skips, recurrence, attention or feature maps; accepted: every format at the normal "
-                          "detail, all layers")
-    result = derive_blocks(spec)
+    if layers:
+        raise DeriveError(f"{spec.name}: --layers is not available yet for a network with normalization, "
+                          "dropout, skips, recurrence, attention or feature maps; every layer is written")
+    rendered = render_block_forms(derive_blocks(spec), lang, tuple(formats) + (("tex",) if pdf else ()), detail)
+    written, warnings = write_forms(rendered.texts, out_dir, spec.name, lang, pdf)
+    return BuildOutcome(written.get("tex"), written.get("pdf"), rendered.report.passed, rendered.summary(),
+                        warnings, tuple(written.items()))
+
+
+def render_block_forms(result, lang: str, formats: tuple[str, ...], detail: str = "normal") -> "Rendered":
+    """A block network's document checked and rendered in the forms asked for, every printed equation
+    read back; nothing is written."""
+    from .blocks import check_blocks
+    from .blocks.document import render_blocks
+
     report = check_blocks(result)
-    text = render_blocks(result, report, lang)
-    printed = require_printed_correct(result, text, f"{spec.name} ({lang})")
-    texts = {"tex": text} if "tex" in formats or pdf else {}
+    text = render_blocks(result, report, lang, detail=detail)
+    printed = require_printed_correct(result, text, f"{result.spec.name} ({lang})")
+    texts = {"tex": text} if "tex" in formats else {}
     if set(formats) - {"tex"}:
         texts.update(other_forms(result, report, lang, None, formats, text,
-                                 flow=render_blocks(result, report, lang, flow=True)))
-    written, warnings = write_forms(texts, out_dir, spec.name, lang, pdf)
-    gradients = "match" if all(g.passed for g in report.gradients) else "DO NOT match"
-    summary = (f"{len(report.steps)} steps checked, {report.steps_failed} failed; gradients {gradients} central "
-               f"differences; {printed.summary()}")
-    return BuildOutcome(written.get("tex"), written.get("pdf"), report.passed, summary, warnings,
-                        tuple(written.items()))
+                                 flow=render_blocks(result, report, lang, flow=True, detail=detail)))
+    return Rendered(texts, report, printed)
 
 
 @dataclass(frozen=True)

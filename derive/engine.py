@@ -102,7 +102,7 @@ class NetworkDerivation:
 def derive(spec: NetworkSpec, levels: tuple[str, ...] | None = None) -> NetworkDerivation:
     from .spec import require_dense
 
-    require_dense(spec, "the library's gradient API, verify and the web page")
+    require_dense(spec, "derive.engine.derive (for such a network call derive.blocks.derive_blocks)")
     q = Quantities(spec)
     n_params = _parameter_count(spec)
     if levels is None:

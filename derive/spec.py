@@ -87,8 +87,8 @@ def require_dense(spec, what: str) -> None:
     if not isinstance(spec, NetworkSpec):
         from .errors import DeriveError
 
-        raise DeriveError(f"{spec.name}: this network has normalization, dropout, skips or one of the newer "
-                          f"losses; {what} takes dense chains only so far (derive build and derive check derive it)")
+        raise DeriveError(f"{spec.name}: this network has normalization, dropout, skips, recurrence, attention, "
+                          f"feature maps or one of the newer losses; {what} takes dense chains only")
 
 
 def network(name: str, input: Size, layers: list, loss: str | dict | LossSpec = "squared_error",

@@ -483,7 +483,7 @@ def test_cli_checks_a_block_example_and_refuses_what_it_cannot_do_yet(tmp_path):
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["passed"] and report["steps_checked"] > 100 and set(report["parameters"]) >= {"gamma1", "beta2"}
-    proc = run("build", str(EXAMPLES / "batchnorm_mlp.yaml"), "-o", str(tmp_path), "--detail", "brief")
+    proc = run("build", str(EXAMPLES / "batchnorm_mlp.yaml"), "-o", str(tmp_path), "--layers", "1-2")
     assert proc.returncode == 2 and "not available yet" in proc.stderr and "Traceback" not in proc.stderr
     assert not list(tmp_path.iterdir())
     proc = run("verify", str(EXAMPLES / "residual_dropout.yaml"), "--param", "W1", "--claim", "delta1 a0.T")
@@ -495,6 +495,21 @@ def test_cli_checks_a_block_example_and_refuses_what_it_cannot_do_yet(tmp_path):
 
 
 # ---------------------------------------------------------------- the documents
+
+def test_block_documents_at_every_detail():
+    """brief: the network, the forward pass and the summary; full: every layer derived entry by entry; each
+    read back in full."""
+    from derive.documents import render_block_forms
+
+    result = derive_blocks(loads((EXAMPLES / "batchnorm_mlp.yaml").read_text(), "bn"))
+    counts = {}
+    for detail in ("brief", "normal", "full"):
+        rendered = render_block_forms(result, "en", ("tex", "md"), detail)
+        assert rendered.printed.passed
+        counts[detail] = rendered.printed.printed
+        assert ("Entry by entry" in rendered.texts["tex"]) == (detail != "brief")
+    assert counts["brief"] < counts["normal"] < counts["full"], counts
+
 
 def test_block_documents_in_every_text_form(tmp_path):
     """Markdown, HTML (MathML), slides and the body: made from the document with each note a sentence

@@ -16,7 +16,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from conftest import dense_examples  # noqa: E402
+from derive.resources import example_names  # noqa: E402
 from derive.web.app import MAX_BODY_BYTES, create_app  # noqa: E402
 from derive.web.pool import LimitExceeded, Limits, Pool  # noqa: E402
 
@@ -50,9 +50,8 @@ def test_page_has_no_inline_script_and_a_strict_csp(client):
         assert 'src="/static/' in tag or 'type="application/json"' in tag, tag
     assert "<style" not in r.text and " style=" not in r.text
     assert "Check my derivation" in r.text
-    for spec in dense_examples():
-        assert f'value="{spec.name}"' in r.text
-    assert 'value="batchnorm_mlp"' not in r.text      # the page derives dense chains only so far
+    for name in example_names():                      # dense chains and the newer layers alike
+        assert f'value="{name}"' in r.text
 
 
 def test_page_speaks_chinese(client):
@@ -80,7 +79,7 @@ def test_openapi_describes_the_api(client):
 
 def test_examples(client):
     listed = client.get("/api/examples").json()
-    assert [e["name"] for e in listed] == [spec.name for spec in dense_examples()]   # what the page can derive
+    assert [e["name"] for e in listed] == list(example_names())
     one = client.get("/api/examples/seed004_mlp_column").json()
     assert "sigmoid" in one["spec"]
     missing = client.get("/api/examples/passwd")
@@ -207,6 +206,29 @@ def test_build_gives_the_document_as_mathml_and_its_checks(client):
     assert out["checks"]["printed"] == out["checks"]["correct"] > 50
     assert out["html"].count("<math") > 50 and "<script" not in out["html"] and "merror" not in out["html"]
     assert "反向传播" in out["html"] and "derive-general" not in out["html"]
+
+
+def test_the_newer_layers_on_the_page(client):
+    """A recurrent, an attention and a convolutional network: derived (every printed line read back),
+    checked, verified and downloaded through the API, as the command line does them."""
+    built = client.post("/api/build", json={"example": "attention_block", "lang": "zh"}).json()
+    assert built["passed"] and built["checks"]["printed"] == built["checks"]["correct"] > 100
+    assert built["html"].count("<math") > 100 and "merror" not in built["html"] and "<script" not in built["html"]
+    checked = client.post("/api/check", json={"example": "conv_5x5"}).json()
+    assert checked == _cli_json("check", "conv_5x5", "--json")
+    right = client.post("/api/verify", json={"example": "rnn_bptt", "param": "U1",
+                                             "claim": r"\Delta^{1} N (A^{1})^T"}).json()
+    assert right["verdict"] == "correct" and right["display"]["lines"][0]["mathml"]
+    wrong = client.post("/api/verify", json={"example": "batchnorm_mlp", "derivation":
+                                             "\\frac{\\partial L}{\\partial W^{3}} = \\Delta^{3} (A^{2})^T\n"
+                                             "= \\Delta^{3} A^{2}\n"}).json()
+    assert wrong["verdict"] == "incorrect" and wrong["first_wrong_line"] == 2
+    assert [line["wrong"] for line in wrong["display"]["lines"]] == [False, True]
+    code = client.post("/api/download", json={"example": "small_cnn", "kind": "py"})
+    assert code.status_code == 200
+    ast.parse(code.content.decode("utf-8"))
+    brief = client.post("/api/build", json={"example": "attention_block", "detail": "brief"}).json()
+    assert brief["passed"] and 0 < brief["checks"]["correct"] == brief["checks"]["printed"] < built["checks"]["printed"]
 
 
 def test_build_escapes_a_hostile_title(client):

@@ -76,7 +76,9 @@ def signature(result: BlockDerivation, topic: str, l: int):
     return topic, layer.kind
 
 
-def document_context(result: BlockDerivation, report, lang: str) -> dict:
+def document_context(result: BlockDerivation, report, lang: str, detail: str = "normal") -> dict:
+    """detail: normal derives each kind of stage once at index level (later layers show the matrix result);
+    full derives every layer's every stage; brief (the template) keeps the network and the summary."""
     p = BlockPrinter(result.table)
     seen: dict[tuple, int] = {}
     layers = []
@@ -89,7 +91,7 @@ def document_context(result: BlockDerivation, report, lang: str) -> dict:
             topics = ["loss"] + topics
         for topic in topics:
             key = signature(result, topic, l)
-            first = key not in seen
+            first = key not in seen or detail == "full"
             seen.setdefault(key, l)
             has_matrix = result.has(topic, l, "matrix")
             index_d = result.get(topic, l, "index") if result.has(topic, l, "index") else None
@@ -131,12 +133,13 @@ def document_context(result: BlockDerivation, report, lang: str) -> dict:
              "dropout": any(layer.dropout is not None for layer in spec.layers)}, "sizes": [p.doprint(n) for n in result.table.sizes]}
 
 
-def render_blocks(result: BlockDerivation, report=None, lang: str = "en", flow: bool = False) -> str:
+def render_blocks(result: BlockDerivation, report=None, lang: str = "en", flow: bool = False,
+                  detail: str = "normal") -> str:
     """flow: each step's note a sentence before its display (the text the Markdown, HTML and slide forms
     are made from) rather than beside it."""
     from ..titles import title_tex
 
-    context = document_context(result, report, lang)
+    context = document_context(result, report, lang, detail)
     context["title"] = title_tex(result.spec, lang)
-    context["flow"] = flow
+    context["flow"], context["detail"] = flow, detail
     return environment().get_template("blocks/document.tex.j2").render(**context)

@@ -408,13 +408,18 @@ class Reader:
 
     def _zero_outside(self, kind: str, layer, axis: int, rank: int) -> bool:
         """Entries that are 0 beyond the quantity, as the document says: a sequence's states before the
-        first step and error terms after the last (the time axis), and a feature map's rows and columns
-        outside the map (padding, and the full convolution's border)."""
+        first step and error terms after the last (the time axis), a map read by a padded convolution
+        (its padding), and a convolution's error terms (the full convolution's border). Anywhere else an
+        entry beyond its quantity is a sum run too far."""
         spec = self.result.spec
         if spec.is_sequence and axis == rank - 1 and kind in ("a", "z", "h", "delta"):
             return True
-        return axis > 0 and layer is not None and kind in ("a", "z", "h", "delta") and \
-            spec.map_shape(layer) is not None
+        if axis == 0 or layer is None or spec.map_shape(layer) is None:
+            return False
+        if kind in ("z", "delta"):           # a convolution's error terms beyond its map: the full convolution
+            return layer >= 1 and spec.layers[layer - 1].kind == "conv"
+        reader = spec.layers[layer] if layer < spec.depth else None
+        return kind == "a" and reader is not None and reader.kind == "conv" and reader.padding > 0
 
     def matrix_key(self, node: Node) -> tuple:
         base, projection, layer = node.data

@@ -32,10 +32,13 @@ def spec_of(payload: dict):
         spec = loads(example_text(example), f"{example}.yaml")
     else:
         spec = loads(text, "spec")
-    from ..spec import require_dense
-
-    require_dense(spec, "the web page")
     return spec
+
+
+def _is_blocks(result) -> bool:
+    from ..blocks import BlockDerivation
+
+    return isinstance(result, BlockDerivation)
 
 
 def _derived(payload: dict, levels=None):
@@ -47,8 +50,13 @@ def _derived(payload: dict, levels=None):
 @functools.lru_cache(maxsize=16)
 def _derivation(example, text, levels):
     from ..engine import derive
+    from ..spec import NetworkSpec
 
     spec = spec_of({"example": example, "spec": text})
+    if not isinstance(spec, NetworkSpec):      # normalization, skips, recurrence, attention, feature maps
+        from ..blocks import derive_blocks
+
+        return derive_blocks(spec, levels=levels)
     return derive(spec, levels=levels) if levels else derive(spec)
 
 
@@ -78,8 +86,9 @@ def spec(payload: dict) -> dict:
 
     result = _derived(payload, levels=("matrix",))
     s = result.spec
+    sizes = [str(n) for n in result.table.sizes] if _is_blocks(result) else [str(s.input)] + [str(layer.units) for layer in s.layers]
     return {"valid": True, "name": s.name, "title": title_plain(s, payload.get("lang") or "en"),
-            "sizes": [str(s.input)] + [str(layer.units) for layer in s.layers],
+            "sizes": sizes,
             "activations": [layer.activation for layer in s.layers], "loss": s.loss.kind,
             "notation": s.notation, "parameters": list(result.parameters)}
 
@@ -99,6 +108,8 @@ def verify(payload: dict) -> dict:
     param, claim, derivation = payload.get("param"), payload.get("claim"), payload.get("derivation")
     if bool(claim) == bool(derivation):
         raise RequestError("give either claim (with param) or derivation")
+    if _is_blocks(result):
+        return _verify_blocks(result, param, claim, derivation)
     if claim:
         if not param:
             raise RequestError("claim needs param, e.g. W2")
@@ -119,11 +130,35 @@ def verify(payload: dict) -> dict:
     return out
 
 
+def _verify_blocks(result, param, claim, derivation) -> dict:
+    """verify for a network with the newer layers: each line as written, the first wrong one marked (no
+    corrected line: these networks have no slip catalogue yet)."""
+    from ..blocks.verify import claim_text, verify_blocks_claim, verify_blocks_derivation
+
+    if claim:
+        verdict = verify_blocks_claim(result, param or None, claim)
+        rows = [(1, claim)]
+    else:
+        verdict = verify_blocks_derivation(result, derivation, param or None)
+        rows = [(n, line) for n, line in enumerate(derivation.splitlines(), start=1) if line.strip()]
+    out = finite(verdict.to_json())
+    shown = [{"line": n, "wrong": verdict.verdict != "correct" and (verdict.first_wrong_line in (None, n)),
+              "tex": claim_text(text)} for n, text in rows]
+    for row in shown:
+        row["mathml"] = _math(row["tex"])
+    out["display"] = {"lines": shown, "fix": None, "fix_mathml": None}
+    return out
+
+
 def check(payload: dict) -> dict:
     """`derive check --json`."""
     from ..checks import check as check_steps
 
     result = _derived(payload)
+    if _is_blocks(result):
+        from ..blocks import check_blocks
+
+        return finite(check_blocks(result, trials=payload.get("trials") or 2).to_json())
     return finite(check_steps(result, trials=payload.get("trials")).to_json())
 
 
@@ -145,13 +180,16 @@ def graph(payload: dict) -> dict:
 
 def build(payload: dict) -> dict:
     """`derive build --json`, the document as HTML (the body of `--format html`) and the check."""
-    from ..documents import render_forms
+    from ..documents import render_block_forms, render_forms
     from ..formats import html_body
     from ..titles import title_plain
 
     result = _derived(payload)
     lang, detail = payload.get("lang") or "en", payload.get("detail") or "normal"
-    rendered = render_forms(result, lang, ("md",), detail=detail)
+    if _is_blocks(result):
+        rendered = render_block_forms(result, lang, ("md",), detail=detail)
+    else:
+        rendered = render_forms(result, lang, ("md",), detail=detail)
     report, printed = rendered.report, rendered.printed
     return {"passed": report.passed, "spec": result.spec.name, "lang": lang, "detail": detail,
             "title": title_plain(result.spec, lang),
@@ -174,8 +212,14 @@ def download(payload: dict) -> dict:
     lang, detail = payload.get("lang") or "en", payload.get("detail") or "normal"
     if kind == "py":
         from ..codegen import generate
+        from ..spec import NetworkSpec
 
-        data = generate(s, layout=payload.get("layout") or "column").encode("utf-8")
+        if isinstance(s, NetworkSpec):
+            data = generate(s, layout=payload.get("layout") or "column").encode("utf-8")
+        else:
+            from ..blocks.codegen import generate_blocks
+
+            data = generate_blocks(s).encode("utf-8")
         name = f"{s.name}.py"
     else:
         with tempfile.TemporaryDirectory(prefix="derive-download-") as folder:
