@@ -370,7 +370,7 @@ def verify_command(spec_path, param, claim_text, derivation_path, as_json, tex, 
         raise DeriveError("give either --param P --claim TEXT or --derivation FILE")
     spec = load(spec_path)
     if not isinstance(spec, NetworkSpec):
-        _verify_blocks(spec, param, claim_text, derivation_path, as_json, tex or pdf)
+        _verify_blocks(spec, param, claim_text, derivation_path, as_json, tex or pdf, lang, out_dir, pdf)
     result = derive(spec, levels=("matrix",))
     if claim_text:
         if not param:
@@ -412,23 +412,43 @@ def _derivation_text(path) -> str:
         raise DeriveError("--derivation: not UTF-8 text") from None
 
 
-def _verify_blocks(spec, param, claim_text, derivation_path, as_json, document):
+def _feedback_blocks(result, verdict, text, derivation_path, lang, out_dir, pdf):
+    import re
+    from pathlib import Path
+
+    from .blocks.verify import feedback_blocks
+    from .documents import publish
+
+    stem = re.sub(r"[^A-Za-z0-9_-]", "_", Path(derivation_path).stem)[:60] + "_feedback"
+    try:
+        document = feedback_blocks(result, verdict, text, lang)
+        if document is None:
+            click.echo("derive: no feedback document: a line could not be read (see the verdict)", err=True)
+            return
+        for path in publish(document, out_dir, stem, lang, pdf)[:2]:
+            if path:
+                click.echo(str(path), err=True)
+    except DeriveError as exc:         # the document failed; the verdict stands, with its exit code
+        click.echo(f"derive: the feedback document was not written: {exc}", err=True)
+
+
+def _verify_blocks(spec, param, claim_text, derivation_path, as_json, document, lang="en", out_dir="output",
+                   pdf=False):
     """verify for a network with the newer layers: the documents' reader judges each line."""
     from .claim import split_equals
     from .blocks import derive_blocks
     from .blocks.verify import verify_blocks_claim, verify_blocks_derivation
 
-    if document:
-        raise DeriveError(f"{spec.name}: --tex and --pdf (the feedback document) are not available yet for a "
-                          "network with normalization, dropout, skips, recurrence, attention or feature maps; "
-                          "the verdict itself is (leave them out)")
     result = derive_blocks(spec, levels=("index",))
     if claim_text:
         if not param and len(split_equals(claim_text)) < 2:
             raise DeriveError("--claim needs --param (e.g. --param W2) or its own left side (dL/dW = ...)")
         verdict = verify_blocks_claim(result, param, claim_text)
     else:
-        verdict = verify_blocks_derivation(result, _derivation_text(derivation_path), param)
+        text = _derivation_text(derivation_path)
+        verdict = verify_blocks_derivation(result, text, param)
+        if document:
+            _feedback_blocks(result, verdict, text, derivation_path, lang, out_dir, pdf)
     if as_json:
         click.echo(_json(verdict.to_json()))
     else:

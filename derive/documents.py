@@ -104,30 +104,29 @@ def build_blocks(spec, out_dir, lang: str, pdf: bool, layers, formats, detail: s
     """A network with normalization, dropout, skips, recurrence, attention or feature maps: its own engine
     and document, in every text form; each form's printed lines read back before anything is written."""
     from .blocks import derive_blocks
-    from .errors import DeriveError
 
-    if layers:
-        raise DeriveError(f"{spec.name}: --layers is not available yet for a network with normalization, "
-                          "dropout, skips, recurrence, attention or feature maps; every layer is written")
-    rendered = render_block_forms(derive_blocks(spec), lang, tuple(formats) + (("tex",) if pdf else ()), detail)
+    written = select_layers(layers, spec.depth) if layers else None
+    rendered = render_block_forms(derive_blocks(spec), lang, tuple(formats) + (("tex",) if pdf else ()), detail,
+                                  written)
     written, warnings = write_forms(rendered.texts, out_dir, spec.name, lang, pdf)
     return BuildOutcome(written.get("tex"), written.get("pdf"), rendered.report.passed, rendered.summary(),
                         warnings, tuple(written.items()))
 
 
-def render_block_forms(result, lang: str, formats: tuple[str, ...], detail: str = "normal") -> "Rendered":
+def render_block_forms(result, lang: str, formats: tuple[str, ...], detail: str = "normal",
+                       written: frozenset[int] | None = None) -> "Rendered":
     """A block network's document checked and rendered in the forms asked for, every printed equation
     read back; nothing is written."""
     from .blocks import check_blocks
     from .blocks.document import render_blocks
 
     report = check_blocks(result)
-    text = render_blocks(result, report, lang, detail=detail)
+    text = render_blocks(result, report, lang, detail=detail, written=written)
     printed = require_printed_correct(result, text, f"{result.spec.name} ({lang})")
     texts = {"tex": text} if "tex" in formats else {}
     if set(formats) - {"tex"}:
         texts.update(other_forms(result, report, lang, None, formats, text,
-                                 flow=render_blocks(result, report, lang, flow=True, detail=detail)))
+                                 flow=render_blocks(result, report, lang, flow=True, detail=detail, written=written)))
     return Rendered(texts, report, printed)
 
 

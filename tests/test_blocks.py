@@ -483,8 +483,8 @@ def test_cli_checks_a_block_example_and_refuses_what_it_cannot_do_yet(tmp_path):
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["passed"] and report["steps_checked"] > 100 and set(report["parameters"]) >= {"gamma1", "beta2"}
-    proc = run("build", str(EXAMPLES / "batchnorm_mlp.yaml"), "-o", str(tmp_path), "--layers", "1-2")
-    assert proc.returncode == 2 and "not available yet" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run("build", str(EXAMPLES / "batchnorm_mlp.yaml"), "-o", str(tmp_path), "--layers", "9")
+    assert proc.returncode == 2 and "out of range" in proc.stderr and "Traceback" not in proc.stderr
     assert not list(tmp_path.iterdir())
     proc = run("verify", str(EXAMPLES / "residual_dropout.yaml"), "--param", "W1", "--claim", "delta1 a0.T")
     assert proc.returncode == 2 and "read as LaTeX" in proc.stdout and "Traceback" not in proc.stderr
@@ -509,6 +509,11 @@ def test_block_documents_at_every_detail():
         counts[detail] = rendered.printed.printed
         assert ("Entry by entry" in rendered.texts["tex"]) == (detail != "brief")
     assert counts["brief"] < counts["normal"] < counts["full"], counts
+    one = render_block_forms(result, "en", ("tex",), "normal", frozenset({1}))
+    tex = one.texts["tex"]
+    assert one.printed.passed and "Only layer 1 is written out" in tex
+    assert r"\subsection{Layer 1}" in tex and r"\subsection{Layer 2}" not in tex
+    assert r"\frac{\partial L}{\partial W^{3}} &= \Delta^{3}" in tex        # the summary keeps every layer
 
 
 def test_block_documents_in_every_text_form(tmp_path):

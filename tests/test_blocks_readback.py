@@ -17,7 +17,7 @@ import pytest
 from derive.blocks import check_blocks, derive_blocks, from_mapping
 from derive.blocks.check import instance
 from derive.blocks.document import render_blocks
-from derive.blocks.readback import judge, parse_printed, read_back_blocks
+from derive.blocks.readback import CONDITION, judge, parse_printed, read_back_blocks, to_latex
 from derive.readback import PrintedEquation, printed_equations
 from derive.spec import loads
 
@@ -56,10 +56,15 @@ def test_the_documents_of_random_networks_read_back_true():
         result = derive_blocks(spec)
         report = check_blocks(result, trials=1)
         for lang in ("en", "zh"):
-            readback = read_back_blocks(result, render_blocks(result, report, lang))
+            tex = render_blocks(result, report, lang)
+            readback = read_back_blocks(result, tex)
             assert readback.passed, (mapping, [(j.status, j.message, j.equation.text[:160])
                                                for j in readback.failures])
             printed += readback.printed
+        for eq in printed_equations(tex):          # the feedback printer gives each read tree back
+            for side in (eq.lhs, eq.rhs):
+                tree = parse_printed(CONDITION.sub("", side))
+                assert parse_printed(to_latex(tree)) == tree, side
         networks += 1
     assert printed > 50 * RANDOM_NETWORKS
 

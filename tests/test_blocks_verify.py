@@ -84,6 +84,23 @@ def test_a_derivation_is_judged_line_by_line():
     assert wrong_end.verdict == "shape_mismatch" and "parameter asked for" in wrong_end.explanation
 
 
+def test_the_feedback_document_prints_each_line_from_its_tree():
+    """No text of the student reaches TeX: each line is printed from what was read, and that print reads
+    back to the same tree (a hostile \\input is refused before any of this)."""
+    from derive.blocks.verify import feedback_blocks
+
+    result = _result("batchnorm_mlp")
+    text = ("\\frac{\\partial L}{\\partial W^{3}} = \\Delta^{3} (A^{2})^T\n"
+            "= \\frac{1}{m} (A^{3} - Y) (A^{2})^\\top\n= \\frac{1}{m} (A^{3} - Y) A^{2}\n")
+    verdict = verify_blocks_derivation(result, text)
+    assert verdict.first_wrong_line == 3
+    tex = feedback_blocks(result, verdict, text, "zh")
+    assert r"\left(A^{2}\right)^{T}" in tex and "第 3 行是第一处错误" in tex
+    assert r"\color{red} \frac{1}{m} \left(A^{3} - Y\right) A^{2}" in tex
+    hostile = verify_blocks_derivation(result, "W^{1} = \\input{/etc/passwd}\n")
+    assert hostile.verdict == "unparseable" and feedback_blocks(result, hostile, "", "en") is None
+
+
 def test_the_users_spelling_is_read_as_the_documents():
     assert claim_text("Δ² (A¹)ᵀ") == r"\Delta^{2} (A^{1})^{T}"
     assert claim_text(r"W^2 X^\top + b^2") == r"W^{2} X^{T} + b^{2}"
@@ -130,9 +147,12 @@ def test_cli_verify_for_a_block_network(tmp_path):
     derivation.write_text("\\frac{\\partial L}{\\partial W^{3}} = \\Delta^{3} (A^{2})^T\n= \\Delta^{3} A^{2}\n")
     proc = run("verify", "batchnorm_mlp", "--derivation", str(derivation))
     assert proc.returncode == 1 and "first wrong line: 2" in proc.stdout, proc.stdout + proc.stderr
+    proc = run("verify", "batchnorm_mlp", "--derivation", str(derivation), "--tex", "-o", str(tmp_path / "out"))
+    assert proc.returncode == 1, proc.stderr
+    feedback = (tmp_path / "out" / "student_feedback.tex").read_text()
+    assert r"\color{red} \Delta^{3} A^{2}" in feedback and "line 2" in feedback
     for args, words in [(("--param", "Z9", "--claim", "X"), "--param 'Z9'"),
-                        (("--param", "K1", "--claim", "X"), "entry by entry"),
-                        (("--derivation", str(derivation), "--tex"), "not available yet")]:
+                        (("--param", "K1", "--claim", "X"), "entry by entry")]:
         name = "small_cnn" if "K1" in args else "batchnorm_mlp"
         proc = run("verify", name, *args)
         assert proc.returncode == 2 and words in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

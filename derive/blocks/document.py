@@ -76,9 +76,12 @@ def signature(result: BlockDerivation, topic: str, l: int):
     return topic, layer.kind
 
 
-def document_context(result: BlockDerivation, report, lang: str, detail: str = "normal") -> dict:
+def document_context(result: BlockDerivation, report, lang: str, detail: str = "normal",
+                     written: frozenset[int] | None = None) -> dict:
     """detail: normal derives each kind of stage once at index level (later layers show the matrix result);
-    full derives every layer's every stage; brief (the template) keeps the network and the summary."""
+    full derives every layer's every stage; brief (the template) keeps the network and the summary.
+    written: the layers whose derivations are written out (the first of a kind among them is derived
+    entry by entry); the summary keeps every layer."""
     p = BlockPrinter(result.table)
     seen: dict[tuple, int] = {}
     layers = []
@@ -89,10 +92,12 @@ def document_context(result: BlockDerivation, report, lang: str, detail: str = "
         topics = [t for t in STAGE_ORDER if present(t)] + [t for t in PARAMETER_TOPICS if present(t)]
         if l == result.spec.depth:
             topics = ["loss"] + topics
+        shows = written is None or l in written
         for topic in topics:
             key = signature(result, topic, l)
-            first = key not in seen or detail == "full"
-            seen.setdefault(key, l)
+            first = shows and (key not in seen or detail == "full")
+            if shows:
+                seen.setdefault(key, l)
             has_matrix = result.has(topic, l, "matrix")
             index_d = result.get(topic, l, "index") if result.has(topic, l, "index") else None
             index = rows_of(index_d, p) if first and index_d is not None else ()
@@ -107,8 +112,10 @@ def document_context(result: BlockDerivation, report, lang: str, detail: str = "
                 final = tuple(Row(text, index_d.steps[-1] if number == 0 else None) for number, text in
                               enumerate(Breaker(p).lines(index_d.steps[0].lhs, index_d.steps[-1].rhs, False)))
             concrete = rows_of(result.get(topic, l, "concrete"), p) if result.has(topic, l, "concrete") else ()
-            shown.append(Shown(topic, l, index, final, None if first else seen[key], shape, has_matrix, concrete))
-        layers.append({"layer": l, "spec": result.spec.layers[l - 1], "stages": plan, "shown": shown})
+            shown.append(Shown(topic, l, index, final, None if first else seen.get(key), shape, has_matrix,
+                               concrete))
+        layers.append({"layer": l, "spec": result.spec.layers[l - 1], "stages": plan, "shown": shown,
+                       "written": shows})
     forward = []
     for step in result.forward:
         forward.append({"step": step, "text": p.doprint(step.lhs) + " = " + p.doprint(step.rhs),
@@ -121,6 +128,7 @@ def document_context(result: BlockDerivation, report, lang: str, detail: str = "
             "printer": p, "layers": layers, "forward": forward, "report": report, "failed": failed,
             "worst": f"{worst:.1e}", "tex": p.doprint, "table": result.table, "depth": spec.depth,
             "samples": p.doprint(result.table.samples),
+            "written": "all" if written is None else ", ".join(str(l) for l in sorted(written)),
             "stride_one": all(layer.stride == 1 for layer in spec.layers if layer.kind == "conv"),
             "shapes": [r" \times ".join(map(str, spec.map_shape(l))) if spec.map_shape(l) is not None else
                        p.doprint(result.table.sizes[l]) for l in range(spec.depth + 1)],
@@ -134,12 +142,12 @@ def document_context(result: BlockDerivation, report, lang: str, detail: str = "
 
 
 def render_blocks(result: BlockDerivation, report=None, lang: str = "en", flow: bool = False,
-                  detail: str = "normal") -> str:
+                  detail: str = "normal", written: frozenset[int] | None = None) -> str:
     """flow: each step's note a sentence before its display (the text the Markdown, HTML and slide forms
     are made from) rather than beside it."""
     from ..titles import title_tex
 
-    context = document_context(result, report, lang, detail)
+    context = document_context(result, report, lang, detail, written)
     context["title"] = title_tex(result.spec, lang)
     context["flow"], context["detail"] = flow, detail
     return environment().get_template("blocks/document.tex.j2").render(**context)

@@ -874,3 +874,83 @@ def read_back_blocks(result, tex: str, trials: int = TRIALS) -> ReadbackReport:
         out.append(judge(result, eq, instances, start if continued else None))
         previous = eq
     return ReadbackReport(tuple(out))
+
+
+# ------------------------------------------------------------------ printing a read tree
+
+_PRECEDENCE = {"add": 1, "sub": 1, "neg": 1, "mul": 2, "hadamard": 2, "sum": 2, "max": 2}
+_RELATIONS = {"leq": r"\leq", "le": r"\le", "geq": r"\geq", "ge": r"\ge", "<": "<", ">": ">"}
+
+
+def to_latex(node: Node) -> str:
+    """LaTeX for a read tree, printed from the tree alone (every piece comes from the grammar's fixed
+    alternatives, so no text of a user reaches TeX); parse_printed(to_latex(t)) gives t again."""
+    op, args = node.op, node.args
+    wrap = lambda t, below: r"\left(%s\right)" % to_latex(t) if _PRECEDENCE.get(t.op, 9) <= below else to_latex(t)
+    if op == "number":
+        return np.format_float_positional(node.data, trim="-")
+    if op == "letter":
+        return "\\" + node.data if node.data in ("tau", "epsilon") else node.data
+    if op == "ones":
+        return r"\mathbf{1}"
+    if op == "quantity":
+        base, projection, layer = node.data
+        text = base + ("" if layer is None else "^{%s%s}" % (projection + "," if projection else "", layer))
+        if not args:
+            return text
+        simple = all(i.op == "letter" and len(i.data) == 1 or i.op == "number" and 0 <= i.data <= 9
+                     and float(i.data).is_integer() for i in args)
+        return text + "_{" + ("".join(to_latex(i) for i in args) if simple else ",".join(map(to_latex, args))) + "}"
+    if op in ("add", "sub"):
+        return f"{to_latex(args[0])} {'+' if op == 'add' else '-'} {wrap(args[1], 1)}"
+    if op == "neg":
+        return "- " + wrap(args[0], 1)
+    if op in ("mul", "hadamard"):                # a sum or max on the left would swallow what follows
+        left = r"\left(%s\right)" % to_latex(args[0]) if args[0].op in ("add", "sub", "neg", "sum", "max") \
+            else to_latex(args[0])
+        return left + (" \\odot " if op == "hadamard" else " ") + wrap(args[1], 2)
+    if op == "div":
+        return r"\frac{%s}{%s}" % (to_latex(args[0]), to_latex(args[1]))
+    if op == "power":
+        if args[1].op == "number" and args[1].data == 0.5:
+            return r"\sqrt{%s}" % to_latex(args[0])
+        base = to_latex(args[0]) if args[0].op in ("number", "letter") else r"\left(%s\right)" % to_latex(args[0])
+        return "%s^{%s}" % (base, to_latex(args[1]))
+    if op == "hpower":
+        return r"\left(%s\right)^{\circ %s}" % (to_latex(args[0]), to_latex(args[1]))
+    if op == "transpose":
+        inner = args[0]
+        plain = inner.op == "quantity" and not inner.args and inner.data[2] is None or inner.op in ("letter", "ones")
+        return (to_latex(inner) if plain else r"\left(%s\right)" % to_latex(inner)) + "^{T}"
+    if op == "partial":
+        return r"\frac{\partial %s}{\partial %s}" % (to_latex(args[0]), to_latex(args[1]))
+    if op == "direct":
+        return r"\frac{\bar{\partial} %s}{\bar{\partial} %s}" % (to_latex(args[0]), to_latex(args[1]))
+    if op in ("partial_of", "direct_of"):
+        d = r"\partial" if op == "partial_of" else r"\bar{\partial}"
+        return r"\frac{%s}{%s %s}\left(%s\right)" % (d, d, to_latex(args[1]), to_latex(args[0]))
+    if op == "function":
+        if node.data == "exp":
+            return "e^{%s}" % to_latex(args[0])
+        return r"%s\left(%s\right)" % (node.data, to_latex(args[0]))
+    if op == "clip":
+        return r"\operatorname{clip}_{\pm %s}\left(%s\right)" % (to_latex(args[0]), to_latex(args[1]))
+    if op == "larger":
+        return r"\max\left(%s, %s\right)" % (to_latex(args[0]), to_latex(args[1]))
+    if op == "abs":
+        return r"\left|%s\right|" % to_latex(args[0])
+    if op == "ceil":
+        return r"\left\lceil{%s}\right\rceil" % to_latex(args[0])
+    if op in ("same", "above"):
+        return "[%s %s %s]" % (to_latex(args[0]), "=" if op == "same" else ">", to_latex(args[1]))
+    if op == "sum":
+        letter = "\\tau" if node.data == "tau" else node.data
+        return r"\sum_{%s=%s}^{%s} %s" % (letter, to_latex(args[0]), to_latex(args[1]), wrap(args[2], 1))
+    if op == "max":
+        letters, high = node.data
+        return r"\max_{1 \le %s \le %d} %s" % (", ".join(letters), high, wrap(args[0], 1))
+    if op == "cases":
+        value, left, right, otherwise = args
+        return r"\begin{cases} %s & \text{for}\: %s %s %s \\ %s & \text{otherwise} \end{cases}" % (
+            to_latex(value), to_latex(left), _RELATIONS[node.data], to_latex(right), to_latex(otherwise))
+    raise DeriveError(f"read-back: cannot print {op}")

@@ -80,8 +80,7 @@ def verify_blocks_claim(result, param: str | None, text: str) -> Verdict:
 def verify_blocks_derivation(result, text: str, param: str | None = None) -> Verdict:
     """Lines 'lhs = rhs' (a line '= rhs' continues from the right side before it); the first line whose
     equality fails is the first wrong line. With param, the last right side must be dL/dparam."""
-    lines = [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1) if line.strip()
-             and not line.strip().startswith("%")]
+    lines = _lines(text)
     if not lines:
         return Verdict("unparseable", diagnosis="the derivation has no lines")
     instances = _instances(result)
@@ -203,3 +202,38 @@ def _counterexample(found: Finding) -> dict:
         out.update(worst_entry=[int(i) + 1 for i in worst], expected=float(expected[worst]),
                    claimed=float(claimed[worst]))
     return out
+
+
+def feedback_blocks(result, verdict: Verdict, text: str, lang: str = "en") -> str | None:
+    """The feedback document (the derivation as read, the first wrong line in red), every line printed
+    from its read tree, never from the student's text, and read back to the same tree; None when a line
+    could not be read (the verdict says which)."""
+    from ..errors import PrintedLineError
+    from ..render import environment
+    from .readback import parse_printed, to_latex
+
+    if verdict.verdict == "unparseable":
+        return None
+    rows = []
+    for number, line in _lines(text):
+        printed = []
+        for side in split_equals(claim_text(line)):
+            if not side.strip():
+                printed.append("")
+                continue
+            tree = parse_printed(side.strip())
+            tex = to_latex(tree)
+            if parse_printed(tex) != tree:
+                raise PrintedLineError(f"feedback: line {number} does not read back as written; nothing was written")
+            printed.append(tex)
+        wrong = verdict.first_wrong_line == number
+        before = verdict.first_wrong_line is None or number < verdict.first_wrong_line
+        rows.append({"line": number, "lhs": printed[0], "tex": " = ".join(printed[1:]), "wrong": wrong,
+                     "correct": before or wrong})
+    return environment().get_template("verify.tex.j2").render(lang=lang, rows=rows, verdict=verdict, fix=None,
+                                                               spec=result.spec)
+
+
+def _lines(text: str):
+    return [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1)
+            if line.strip() and not line.strip().startswith("%")]
