@@ -365,7 +365,7 @@ def test_the_skip_gives_the_skipped_layer_two_terms():
     (lambda m: m["layers"][2].update(norm="batch"), "layers[3].norm", "output layer"),
     (lambda m: m["layers"][0].update(eps="1e-5", norm=None), "layers[1].eps", "only with norm"),
     (lambda m: m["layers"][0].update(eps=1000000000), "layers[1].eps", "at most 0.1"),
-    (lambda m: m.update(notation="ng"), "notation", "nielsen"),
+    (lambda m: m.update(notation="ng"), "notation", "nielsen (samples as columns) or rowvec"),
     (lambda m: m.update(steps=3), "steps", "only with a recurrent or attention layer"),
     (lambda m: m["layers"][0].update(kind="rnn", norm=None), "layers[1].kind", "give steps"),
 ])
@@ -483,6 +483,10 @@ def test_cli_checks_a_block_example_and_refuses_what_it_cannot_do_yet(tmp_path):
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["passed"] and report["steps_checked"] > 100 and set(report["parameters"]) >= {"gamma1", "beta2"}
+    maps = tmp_path.parent / f"{tmp_path.name}_maps_rows.yaml"       # beside the output folder, which stays empty
+    maps.write_text((EXAMPLES / "small_cnn.yaml").read_text().replace("name: small_cnn", "name: m\nnotation: rowvec"))
+    proc = run("check", str(maps))
+    assert proc.returncode == 2 and "notation" in proc.stderr and "feature maps" in proc.stderr, proc.stderr
     proc = run("build", str(EXAMPLES / "batchnorm_mlp.yaml"), "-o", str(tmp_path), "--layers", "9")
     assert proc.returncode == 2 and "out of range" in proc.stderr and "Traceback" not in proc.stderr
     assert not list(tmp_path.iterdir())
@@ -534,7 +538,7 @@ def test_block_documents_in_every_text_form(tmp_path):
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
 @pytest.mark.parametrize("name", ["batchnorm_mlp", "residual_dropout", "rnn_bptt", "attention_block", "small_cnn",
-                                  "conv_5x5"])
+                                  "conv_5x5", "attention_rows"])
 def test_golden_block_documents(name, lang, update_golden):
     spec = loads((EXAMPLES / f"{name}.yaml").read_text(), name)
     result = derive_blocks(spec)
@@ -549,7 +553,8 @@ def test_golden_block_documents(name, lang, update_golden):
         f"{path.name} differs; if the change is intended, run pytest --update-golden"
     marker = {"batchnorm_mlp": r"\gamma^{", "residual_dropout": r"\tilde{h}^{", "rnn_bptt": r"\bar{\partial}",
               "attention_block": r"\sqrt{2}", "small_cnn": r"\max_{1 \le p, q \le 2}",
-              "conv_5x5": r"\frac{\partial L}{\partial K^{1}_{1,1,3,3}}"}[name]
+              "conv_5x5": r"\frac{\partial L}{\partial K^{1}_{1,1,3,3}}",
+              "attention_rows": r"S^{1} &= \frac{1}{\sqrt{2}} Q^{1} \left(K^{1}\right)^{T}"}[name]
     assert marker in tex and r"\stepnote" in tex
 
 
@@ -597,6 +602,36 @@ def test_generated_numpy_code_gives_the_derived_gradients(tmp_path):
         if checked == CODEGEN_NETWORKS:
             break
     assert checked == CODEGEN_NETWORKS and maps >= 8, maps
+
+
+def test_generated_code_in_the_row_layout_takes_and_gives_transposes():
+    """A rowvec network's module takes X with the samples as rows and W as (inputs, units), and returns the
+    gradients in that layout: the derivation's column-layout gradients, transposed."""
+    from derive.blocks.check import instance
+    from derive.blocks.codegen import generate_blocks
+    from derive.codegen import module_from_source
+
+    checked = 0
+    for seed in range(40):
+        mapping = random_mapping(np.random.default_rng(70_000 + seed))
+        if "input" in mapping and isinstance(mapping["input"], dict):
+            continue
+        mapping["notation"] = "rowvec"
+        spec = from_mapping(mapping)
+        if not hasattr(spec, "has_maps"):
+            continue
+        module = module_from_source(generate_blocks(spec), f"rows{seed}")
+        result = derive_blocks(spec, levels=("matrix",))
+        inst = instance(result, seed)
+        ours = engine_gradients(result, inst)
+        params = {name: inst.leaves[_key(name)].T for name in result.parameters}
+        masks = {f"R{l}": inst.leaves[("r", l)].T for l, layer in enumerate(spec.layers, 1) if layer.dropout is not None}
+        value, grads = module.gradients(params, inst.leaves[("a", 0)].T, inst.leaves[("y", None)].T, masks)
+        assert abs(value - float(inst.values[("L", None)])) <= 1e-9 * max(1.0, abs(value))
+        for name in result.parameters:
+            assert np.allclose(grads[name], ours[name].T, rtol=1e-9, atol=1e-12), (seed, name)
+        checked += 1
+    assert checked >= 15, checked
 
 
 def test_generated_code_for_a_cnn_agrees_with_its_own_forward_pass(tmp_path):

@@ -36,6 +36,8 @@ def _result(name: str):
     ("attention_block", "WV1", r"\frac{\partial L}{\partial H^{1}} (P^{1})^T X^T"),
     ("attention_block", "WQ1", r"\frac{1}{\sqrt{2}} K^{1} \frac{\partial L}{\partial S^{1}} X^T"),
     ("residual_dropout", "W1", r"\Delta^{1} X^T"),
+    ("attention_rows", "W2", r"(A^{1})^T \Delta^{2}"),
+    ("attention_rows", "WQ1", r"\frac{1}{\sqrt{2}} X^T \frac{\partial L}{\partial S^{1}} K^{1}"),
     ("small_cnn", None, r"\frac{\partial L}{\partial K^{1}_{cdpq}} = \sum_{i=1}^{4} \sum_{j=1}^{4} "
                         r"\delta^{1}_{cij} x_{d,i+p-1,j+q-1}"),
 ])
@@ -55,6 +57,7 @@ def test_a_right_claim_is_called_right(name, param, claim):
     ("small_cnn", None, r"\frac{\partial L}{\partial K^{1}_{cdpq}} = \sum_{i=1}^{4} \sum_{j=1}^{4} "
                         r"\delta^{1}_{cij} x_{d,i+p,j+q-1}", "incorrect", "differs"),
     ("batchnorm_mlp", "W2", r"\Delta^{2} (A^{1}", "unparseable", "cannot read"),
+    ("attention_rows", "W3", r"\Delta^{3} (A^{2})^T", "shape_mismatch", "in the wrong order"),
 ])
 def test_a_wrong_claim_is_called_wrong_in_words(name, param, claim, verdict, words):
     judged = verify_blocks_claim(_result(name), param, claim)

@@ -2,12 +2,13 @@
 one printer; every row comes from a checked step) and the rendering through the one Jinja environment."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sympy as sp
 
 from ..render import Breaker, chain, environment
 from .engine import BlockDerivation
+from .layout import step_in_rows
 from .plan import stages
 from .symbols import BlockPrinter
 
@@ -37,6 +38,8 @@ class Shown:
 
 def rows_of(derivation, printer) -> tuple[Row, ...]:
     out = []
+    if printer.t.spec.notation == "rowvec":
+        derivation = replace(derivation, steps=tuple(step_in_rows(step) for step in derivation.steps))
     for line in chain(derivation, printer):
         rows = list(line.rows)
         rows[-1] += condition(line.step, printer) if line.step is not None else ""
@@ -118,6 +121,8 @@ def document_context(result: BlockDerivation, report, lang: str, detail: str = "
                        "written": shows})
     forward = []
     for step in result.forward:
+        if result.spec.notation == "rowvec":
+            step = step_in_rows(step)
         forward.append({"step": step, "text": p.doprint(step.lhs) + " = " + p.doprint(step.rhs),
                         "rows": Breaker(p).lines(step.lhs, step.rhs, False)})
     spec = result.spec
@@ -127,7 +132,7 @@ def document_context(result: BlockDerivation, report, lang: str, detail: str = "
     return {"spec": spec, "lang": lang, "zh": lang == "zh", "title": title, "paper": "a4" if lang == "zh" else "letter",
             "printer": p, "layers": layers, "forward": forward, "report": report, "failed": failed,
             "worst": f"{worst:.1e}", "tex": p.doprint, "table": result.table, "depth": spec.depth,
-            "samples": p.doprint(result.table.samples),
+            "samples": p.doprint(result.table.samples), "row_layout": spec.notation == "rowvec",
             "written": "all" if written is None else ", ".join(str(l) for l in sorted(written)),
             "stride_one": all(layer.stride == 1 for layer in spec.layers if layer.kind == "conv"),
             "shapes": [r" \times ".join(map(str, spec.map_shape(l))) if spec.map_shape(l) is not None else

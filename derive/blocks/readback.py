@@ -382,6 +382,7 @@ class Reader:
         self.values = values            # a moved forward pass (inside a derivative of a formula)
         self.ev = Evaluator(inst, values=values)
         self.sizes = _size_names(result)
+        self.row_layout = result.spec.notation == "rowvec"     # every matrix is the column one transposed
 
     def at(self, **more) -> "Reader":
         return Reader(self.result, self.inst, {**self.env, **more}, self.values, self.budget)
@@ -397,7 +398,9 @@ class Reader:
         base, projection, layer = node.data
         kind, layer = self.notation.resolve(base, projection, layer, entry=True)
         at = tuple(self._index(i) for i in node.args)
-        shape = _entry_shape(node, self)
+        if self.row_layout and len(at) == 2:
+            at = at[::-1]                   # the row layout's x_{sj} is the column layout's x_{js}
+        shape = _column_shape(node, self)
         if len(at) != len(shape):
             raise MisfitError(f"{_name(node)} has {len(shape)} indices, not {len(at)}")
         for axis, (i, n) in enumerate(zip(at, shape)):
@@ -595,10 +598,11 @@ class Reader:
             return Spread(np.eye(self.inst.m, k=-1))
         if op == "quantity":
             key = self.matrix_key(node)
-            return Spread(np.asarray(self._node_value(key), dtype=float))
+            return self._oriented(np.asarray(self._node_value(key), dtype=float))
         if op == "partial":
             key = self.matrix_key(node.args[1])
-            return Spread(np.asarray(self.inst.gradient(("z", key[1]) if key[0] == "delta" else key), dtype=float))
+            return self._oriented(np.asarray(self.inst.gradient(("z", key[1]) if key[0] == "delta" else key),
+                                             dtype=float))
         if op == "transpose":
             a = self.matrix(node.args[0])
             return Spread(a.value.T, a.cols, a.rows)
@@ -637,8 +641,13 @@ class Reader:
                 return Spread(np.diag(m.value.ravel()))
             if m.flagged and node.data not in (r"\exp", r"\log"):
                 raise EvaluationError("a function of a matrix of unknown size")
+            if self.row_layout and "softmax" in node.data:      # the row layout's softmax acts on each row
+                return Spread(self._function(node.data, m.value.T, node.args[0]).T, m.rows, m.cols)
             return Spread(self._function(node.data, m.value, node.args[0]), m.rows, m.cols)
         raise EvaluationError(f"cannot evaluate {op} as a matrix")
+
+    def _oriented(self, value: np.ndarray) -> Spread:
+        return Spread(value.T if self.row_layout else value)
 
     def _node_value(self, key):
         if key[0] == "delta":
@@ -688,13 +697,20 @@ def _name(node: Node) -> str:
     return base + ("" if layer is None else "^{%s%s}" % (projection + "," if projection else "", layer))
 
 
-def _entry_shape(node: Node, reader: "Reader") -> tuple[int, ...]:
+def _column_shape(node: Node, reader: "Reader") -> tuple[int, ...]:
+    """The shape of an entry's quantity in the engine's column layout (a vector by its one length)."""
     base, projection, layer = node.data
     kind, layer = reader.notation.resolve(base, projection, layer, entry=True)
     shape = np.shape(reader._node_value(("z", layer) if kind == "delta" else (kind, layer)))
     if len(node.args) == 1 and len(shape) == 2:
         shape = (shape[0] if shape[1] == 1 else shape[1],)
     return shape
+
+
+def _entry_shape(node: Node, reader: "Reader") -> tuple[int, ...]:
+    """The shape as the entry is written: in the row layout a two-index quantity is transposed."""
+    shape = _column_shape(node, reader)
+    return shape[::-1] if reader.row_layout and len(shape) == 2 and len(node.args) == 2 else shape
 
 
 def _entries(node: Node, bound=frozenset()):

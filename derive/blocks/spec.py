@@ -42,6 +42,7 @@ DEFAULT_EPS = Fraction(1, 100000)
 MAX_NUMERIC_SIZE = 64
 MAX_MAP_ENTRIES = 256
 # the derivation's index letters (derive/blocks/symbols.py makes them SymPy symbols): no size may take one
+BLOCK_NOTATIONS = ("nielsen", "rowvec")
 INDEX_LETTERS = ("i", "j", "k", "p", "s", "t", "r", "c", "d", "q", "u", "e", "f", "g")
 INPUT_NAME = "input"
 
@@ -349,11 +350,15 @@ def _validate_maps(spec: BlockSpec) -> None:
 def validate(spec: BlockSpec) -> None:
     if not isinstance(spec.name, str) or not base.SPEC_NAME_RE.match(spec.name):
         raise SpecError("name", spec.name, "letters, digits, '-' and '_' (it names the output files)")
-    if spec.notation != "nielsen":
-        raise SpecError("notation", spec.notation, "nielsen: networks with normalization, dropout, skips or the "
-                        "new losses are written in Nielsen's notation (column vectors, samples as columns)")
+    if spec.notation not in BLOCK_NOTATIONS:
+        raise SpecError("notation", spec.notation, "nielsen (samples as columns) or rowvec (samples as rows, "
+                        "Z = X W + 1 b): the other profiles are those of their courses' dense chains (a folded "
+                        "bias, one-layer names, a transposed weight)")
     if not spec.layers:
         raise SpecError("layers", [], "a non-empty list of layers")
+    if spec.notation == "rowvec" and spec.has_maps:
+        raise SpecError("notation", "rowvec", "nielsen for a network of feature maps (a map has channels, rows "
+                        "and columns, not samples as rows)")
     if len(spec.layers) > base.MAX_LAYERS:
         raise SpecError("layers", f"{len(spec.layers)} layers", f"at most {base.MAX_LAYERS} layers")
     if isinstance(spec.samples, int) and spec.samples > base.MAX_SAMPLES:

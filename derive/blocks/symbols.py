@@ -160,6 +160,8 @@ class BlockPrinter(DerivePrinter):
         entries = list(expr.indices)
         if self._one_column(atom) and len(entries) == 2 and entries[-1] == 1:
             entries = entries[:1]           # one sample: its column index is not written
+        if self.t.spec.notation == "rowvec" and len(entries) == 2:
+            entries = entries[::-1]         # the row layout: every two-index quantity is transposed
         indices = [self._print(i) for i in entries]
         if len(entries) >= 3 and all(i.is_Integer for i in entries):
             return f"{self._label(atom, False)}_{{{','.join(indices)}}}"      # K_{1,1,2,3}: numbers apart
