@@ -460,6 +460,8 @@ def _verify_blocks(spec, param, claim_text, derivation_path, as_json, document, 
                 (", at " + ", ".join(f"{k} = {v}" for k, v in c["at"].items()) if c.get("at") else "")
             click.echo(f"  counterexample: sizes {c['sizes']}, {c['samples']} columns{entry}: "
                        f"expected {c['expected']:.6g}, claimed {c['claimed']:.6g}")
+        if verdict.fix_tex:
+            click.echo(f"  corrected (checked like any claim): {verdict.fix_tex}")
     sys.exit(verdict.exit_code)
 
 

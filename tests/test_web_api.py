@@ -224,6 +224,7 @@ def test_the_newer_layers_on_the_page(client):
                                              "= \\Delta^{3} A^{2}\n"}).json()
     assert wrong["verdict"] == "incorrect" and wrong["first_wrong_line"] == 2
     assert [line["wrong"] for line in wrong["display"]["lines"]] == [False, True]
+    assert wrong["display"]["fix"] == r"\Delta^{3} \left(A^{2}\right)^{T}" and "<math" in wrong["display"]["fix_mathml"]
     code = client.post("/api/download", json={"example": "small_cnn", "kind": "py"})
     assert code.status_code == 200
     ast.parse(code.content.decode("utf-8"))

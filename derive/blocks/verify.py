@@ -73,8 +73,11 @@ def verify_blocks_claim(result, param: str | None, text: str) -> Verdict:
     rhs = sides[-1].strip()
     if not rhs:
         return Verdict("unparseable", diagnosis="the claim is empty")
-    found = compare(result, PrintedEquation(1, lhs, rhs), _instances(result))
-    return _verdict(found, lhs, rhs, line=None)
+    instances = _instances(result)
+    found = compare(result, PrintedEquation(1, lhs, rhs), instances)
+    verdict = _verdict(found, lhs, rhs, line=None)
+    verdict.fix_tex = corrected(result, lhs, rhs, found, instances)
+    return verdict
 
 
 def verify_blocks_derivation(result, text: str, param: str | None = None) -> Verdict:
@@ -102,6 +105,7 @@ def verify_blocks_derivation(result, text: str, param: str | None = None) -> Ver
             if found.status != "correct":
                 verdict = _verdict(found, lhs, rhs, number)
                 verdict.lines = checked
+                verdict.fix_tex = corrected(result, lhs, rhs, found, instances, start if lhs != start else None)
                 return verdict
             previous = rhs
     if param:
@@ -142,6 +146,111 @@ def _verdict(found: Finding, lhs: str, rhs: str, line: int | None, final: bool =
     return Verdict("incorrect", first_wrong_line=line, counterexample=_counterexample(found),
                    diagnosis=where + _diagnosis(found, "the two sides differ" if line is not None and not final
                                                 else "the claim differs from the true value"))
+
+
+def corrected(result, lhs: str, rhs: str, found: Finding, instances, context: str | None = None) -> str | None:
+    """The wrong right side changed in one of the ways hand derivations slip (transposed, negated, scaled,
+    its last or first factor transposed, its two factors swapped), printed from its tree and shown only
+    when judged correct like any claim."""
+    from .readback import Node, parse_printed, to_latex
+
+    if found.status != "wrong":
+        return None
+    try:
+        tree = parse_printed(rhs)
+    except DeriveError:
+        return None
+    candidates = [_transposed(tree), tree.args[0] if tree.op == "neg" else Node("neg", (tree,))]
+    if tree.op == "mul":                  # a factor transposed or missing its transpose, or the two swapped
+        left, right = tree.args
+        candidates += [Node("mul", (left, _transposed(right))), Node("mul", (_transposed(left), right)),
+                       Node("mul", (right, left))]
+    ratio = _ratio(found)
+    if ratio is not None and ratio not in (0, 1, -1):
+        candidates.append(_scaled(tree, 1 / ratio))
+    for candidate in candidates:
+        tex = to_latex(candidate)
+        if parse_printed(tex) == candidate and \
+                compare(result, PrintedEquation(0, lhs, tex), instances, context).status == "correct":
+            return tex
+    return None
+
+
+def _transposed(node):
+    """node^T with the transpose taken inside: (A B)^T = B^T A^T, (A^T)^T = A, a number its own."""
+    from .readback import Node
+
+    if node.op == "transpose":
+        return node.args[0]
+    if node.op == "mul":
+        return Node("mul", (_transposed(node.args[1]), _transposed(node.args[0])))
+    if node.op in ("add", "sub", "hadamard"):
+        return Node(node.op, tuple(_transposed(a) for a in node.args))
+    if node.op in ("neg", "div") and (node.op == "neg" or _number(node.args[1]) is not None):
+        return Node(node.op, (_transposed(node.args[0]),) + node.args[1:])
+    if _number(node) is not None:
+        return node
+    return Node("transpose", (node,))
+
+
+def _number(node) -> Fraction | None:
+    if node.op == "number" and float(node.data).is_integer():
+        return Fraction(int(node.data))
+    if node.op == "div":
+        top, bottom = _number(node.args[0]), _number(node.args[1])
+        return top / bottom if top is not None and bottom else None
+    return None
+
+
+def _scaled(node, factor: Fraction):
+    """factor · node, merged with a leading number of node (2 (1/2 A) is A)."""
+    from .readback import Node
+
+    if node.op == "neg":
+        return _scaled(node.args[0], -factor)
+    number, rest = _leading_number(node)
+    factor *= number
+    if factor == 1:
+        return rest
+    if factor == -1:
+        return Node("neg", (rest,))
+    size = abs(factor)
+    scale = Node("number", data=float(size.numerator)) if size.denominator == 1 else \
+        Node("div", (Node("number", data=float(size.numerator)), Node("number", data=float(size.denominator))))
+    out = Node("mul", (scale, rest))
+    return out if factor > 0 else Node("neg", (out,))
+
+
+def _leading_number(node) -> tuple[Fraction, object]:
+    """(the number a product starts with, the product without it): \\frac{1}{2} A B is (1/2, A B)."""
+    from .readback import Node
+
+    if node.op == "mul":
+        head = _number(node.args[0])
+        if head is not None:
+            return head, node.args[1]
+        number, rest = _leading_number(node.args[0])
+        if number != 1:
+            return number, Node("mul", (rest, node.args[1]))
+    return Fraction(1), node
+
+
+def _ratio(found: Finding) -> Fraction | None:
+    """claimed / expected when it is one simple number at every entry that tells."""
+    if found.left is None or found.right is None:
+        return None
+    expected, claimed = _values(found.left), _values(found.right)
+    if expected.shape != claimed.shape:
+        return None
+    nonzero = np.abs(expected) > max(1e-7, 1e-3 * float(np.abs(expected).max()))
+    if np.count_nonzero(nonzero) < 2:         # one number is a multiple of any other
+        return None
+    ratios = claimed[nonzero] / expected[nonzero]
+    ratio = float(np.median(ratios))
+    if not np.allclose(ratios, ratio, rtol=1e-4) or abs(ratio) < 1e-9:
+        return None
+    simple = Fraction(ratio).limit_denominator(12)
+    return simple if abs(float(simple) - ratio) <= 1e-4 * abs(ratio) else None
 
 
 def _misfit_hint(message: str) -> str:
@@ -230,7 +339,10 @@ def feedback_blocks(result, verdict: Verdict, text: str, lang: str = "en") -> st
         before = verdict.first_wrong_line is None or number < verdict.first_wrong_line
         rows.append({"line": number, "lhs": printed[0], "tex": " = ".join(printed[1:]), "wrong": wrong,
                      "correct": before or wrong})
-    return environment().get_template("verify.tex.j2").render(lang=lang, rows=rows, verdict=verdict, fix=None,
+    fix = verdict.fix_tex
+    if fix is not None and to_latex(parse_printed(fix)) != fix:        # printed from a tree, and read back to it
+        raise PrintedLineError("feedback: the corrected line does not read back as printed; nothing was written")
+    return environment().get_template("verify.tex.j2").render(lang=lang, rows=rows, verdict=verdict, fix=fix,
                                                                spec=result.spec)
 
 

@@ -22,6 +22,7 @@ class Verdict:
     terms: list = field(default_factory=list)          # (file line, parsed term, starts an equation)
     fix_of: tuple | None = None                        # (what the fix equals, the anchor of its index letters)
     readings: list = field(default_factory=list)       # how ambiguous forms (*, a 1x1 factor) were read
+    fix_tex: str | None = None                         # a block network's corrected line, as LaTeX, judged correct
 
     @property
     def explanation(self) -> str:
@@ -35,6 +36,8 @@ class Verdict:
                "counterexample": self.counterexample, "diagnosis": self.explanation}
         if self.readings:
             out["readings"] = self.readings
+        if self.fix_tex:
+            out["fix"] = self.fix_tex
         if self.lines:
             out["lines"] = self.lines
         if self.sides:

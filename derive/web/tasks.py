@@ -131,8 +131,8 @@ def verify(payload: dict) -> dict:
 
 
 def _verify_blocks(result, param, claim, derivation) -> dict:
-    """verify for a network with the newer layers: each line as written, the first wrong one marked (no
-    corrected line: these networks have no slip catalogue yet)."""
+    """verify for a network with the newer layers: each line as written, the first wrong one marked, and
+    the corrected line when a common slip (a transpose, a sign, a factor, factors swapped) explains it."""
     from ..blocks.verify import claim_text, verify_blocks_claim, verify_blocks_derivation
 
     if claim:
@@ -146,7 +146,8 @@ def _verify_blocks(result, param, claim, derivation) -> dict:
               "tex": claim_text(text)} for n, text in rows]
     for row in shown:
         row["mathml"] = _math(row["tex"])
-    out["display"] = {"lines": shown, "fix": None, "fix_mathml": None}
+    fix = verdict.fix_tex               # judged correct like any claim before it is offered
+    out["display"] = {"lines": shown, "fix": fix, "fix_mathml": _math(fix) if fix else None}
     return out
 
 
