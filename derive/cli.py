@@ -264,24 +264,16 @@ def codegen_command(spec_path, out_path, layout, dtype, as_json):
     from .spec import NetworkSpec, load
 
     spec = load(spec_path)
-    if not isinstance(spec, NetworkSpec):
-        from .blocks.codegen import generate_blocks
-
-        if layout != "column" or dtype != "float64":
-            raise DeriveError(f"{spec.name}: --layout column and --dtype float64 only, so far, for a network with "
-                              "normalization, dropout, skips, recurrent or attention layers")
-        code = generate_blocks(spec)
-        write_atomic(Path(out_path), code)
-        from .blocks import derive_blocks
-
-        click.echo(_json({"file": str(out_path), "spec": spec.name, "layout": "column", "dtype": dtype,
-                          "parameters": list(derive_blocks(spec, levels=("matrix",)).parameters)})
-                   if as_json else out_path)
-        return
-    code = generate(spec, layout=layout, dtype=dtype)
-    write_atomic(Path(out_path), code)
+    write_atomic(Path(out_path), generate(spec, layout=layout, dtype=dtype))
     if not as_json:
         click.echo(out_path)
+        return
+    if not isinstance(spec, NetworkSpec):
+        from .blocks import derive_blocks
+
+        click.echo(_json({"file": str(out_path), "spec": spec.name, "dtype": dtype,
+                          "layout": "row" if spec.notation == "rowvec" else "column",
+                          "parameters": list(derive_blocks(spec, levels=("matrix",)).parameters)}))
         return
     relation = document_layout(spec, layout)
     click.echo(_json({"file": str(out_path), "spec": spec.name, "layout": layout, "dtype": dtype,
@@ -359,47 +351,32 @@ def verify_command(spec_path, param, claim_text, derivation_path, as_json, tex, 
 
     Exit 0 correct, 1 incorrect or shape mismatch, 2 unparseable or bad input.
     """
-    import re
-    from pathlib import Path
-
-    from .engine import derive
     from .spec import NetworkSpec, load
-    from .verify import verify_claim, verify_derivation
 
     if bool(claim_text) == bool(derivation_path):
         raise DeriveError("give either --param P --claim TEXT or --derivation FILE")
     spec = load(spec_path)
-    if not isinstance(spec, NetworkSpec):
-        _verify_blocks(spec, param, claim_text, derivation_path, as_json, tex or pdf, lang, out_dir, pdf)
-    result = derive(spec, levels=("matrix",))
-    if claim_text:
-        if not param:
-            raise DeriveError("--claim needs --param, e.g. --param W2")
-        verdict = verify_claim(result, param, claim_text)
-    else:
-        verdict = verify_derivation(result, _derivation_text(derivation_path), param)
-        if (tex or pdf) and verdict.terms:
-            from .documents import publish
-            from .verify import feedback_document
-
-            stem = re.sub(r"[^A-Za-z0-9_-]", "_", Path(derivation_path).stem)[:60] + "_feedback"
-            try:
-                for path in publish(feedback_document(result, verdict, param, lang), out_dir, stem, lang, pdf)[:2]:
-                    if path:
-                        click.echo(str(path), err=True)
-            except DeriveError as exc:         # the document failed; the verdict stands, with its exit code
-                click.echo(f"derive: the feedback document was not written: {exc}", err=True)
+    judge = _verify_dense if isinstance(spec, NetworkSpec) else _verify_blocks
+    text = _derivation_text(derivation_path) if derivation_path else None
+    verdict, feedback = judge(spec, param, claim_text, text)
+    if text is not None and (tex or pdf):
+        _publish_feedback(feedback, derivation_path, lang, out_dir, pdf)
     if as_json:
         click.echo(_json(verdict.to_json()))
     else:
         line = f" (first wrong line: {verdict.first_wrong_line})" if verdict.first_wrong_line else ""
         click.echo(f"{verdict.verdict}{line}: {verdict.explanation}")
-        if verdict.counterexample and "worst_entry" in verdict.counterexample:
-            c = verdict.counterexample
-            click.echo(f"  counterexample: sizes {c['sizes']}, entry {c['worst_entry']}: "
+        c = verdict.counterexample
+        if c and "expected" in c:
+            columns = f", {c['samples']} columns" if "samples" in c else ""
+            entry = (f", entry {c['worst_entry']}" if "worst_entry" in c else "") + \
+                (", at " + ", ".join(f"{k} = {v}" for k, v in c["at"].items()) if c.get("at") else "")
+            click.echo(f"  counterexample: sizes {c['sizes']}{columns}{entry}: "
                        f"expected {c['expected']:.6g}, claimed {c['claimed']:.6g}")
             if c.get("values"):
                 click.echo("  at: " + "; ".join(f"{k} = {json.dumps(v)}" for k, v in c["values"].items()))
+        if verdict.fix_tex:
+            click.echo(f"  corrected (checked like any claim): {verdict.fix_tex}")
     sys.exit(verdict.exit_code)
 
 
@@ -412,57 +389,53 @@ def _derivation_text(path) -> str:
         raise DeriveError("--derivation: not UTF-8 text") from None
 
 
-def _feedback_blocks(result, verdict, text, derivation_path, lang, out_dir, pdf):
-    import re
-    from pathlib import Path
+def _verify_dense(spec, param, claim_text, text):
+    """The verdict on a dense chain, and how to make its feedback document (for a derivation)."""
+    from .engine import derive
+    from .verify import feedback_document, verify_claim, verify_derivation
 
-    from .blocks.verify import feedback_blocks
-    from .documents import publish
-
-    stem = re.sub(r"[^A-Za-z0-9_-]", "_", Path(derivation_path).stem)[:60] + "_feedback"
-    try:
-        document = feedback_blocks(result, verdict, text, lang)
-        if document is None:
-            click.echo("derive: no feedback document: a line could not be read (see the verdict)", err=True)
-            return
-        for path in publish(document, out_dir, stem, lang, pdf)[:2]:
-            if path:
-                click.echo(str(path), err=True)
-    except DeriveError as exc:         # the document failed; the verdict stands, with its exit code
-        click.echo(f"derive: the feedback document was not written: {exc}", err=True)
+    result = derive(spec, levels=("matrix",))
+    if claim_text:
+        if not param:
+            raise DeriveError("--claim needs --param, e.g. --param W2")
+        return verify_claim(result, param, claim_text), None
+    verdict = verify_derivation(result, text, param)
+    return verdict, (lambda lang: feedback_document(result, verdict, param, lang)) if verdict.terms else None
 
 
-def _verify_blocks(spec, param, claim_text, derivation_path, as_json, document, lang="en", out_dir="output",
-                   pdf=False):
-    """verify for a network with the newer layers: the documents' reader judges each line."""
+def _verify_blocks(spec, param, claim_text, text):
+    """The verdict on a network with the newer layers (the documents' reader judges each line)."""
     from .claim import split_equals
     from .blocks import derive_blocks
-    from .blocks.verify import verify_blocks_claim, verify_blocks_derivation
+    from .blocks.verify import feedback_blocks, verify_blocks_claim, verify_blocks_derivation
 
     result = derive_blocks(spec, levels=("index",))
     if claim_text:
         if not param and len(split_equals(claim_text)) < 2:
             raise DeriveError("--claim needs --param (e.g. --param W2) or its own left side (dL/dW = ...)")
-        verdict = verify_blocks_claim(result, param, claim_text)
-    else:
-        text = _derivation_text(derivation_path)
-        verdict = verify_blocks_derivation(result, text, param)
-        if document:
-            _feedback_blocks(result, verdict, text, derivation_path, lang, out_dir, pdf)
-    if as_json:
-        click.echo(_json(verdict.to_json()))
-    else:
-        line = f" (first wrong line: {verdict.first_wrong_line})" if verdict.first_wrong_line else ""
-        click.echo(f"{verdict.verdict}{line}: {verdict.explanation}")
-        c = verdict.counterexample
-        if c and "expected" in c:
-            entry = (f", entry {c['worst_entry']}" if "worst_entry" in c else "") + \
-                (", at " + ", ".join(f"{k} = {v}" for k, v in c["at"].items()) if c.get("at") else "")
-            click.echo(f"  counterexample: sizes {c['sizes']}, {c['samples']} columns{entry}: "
-                       f"expected {c['expected']:.6g}, claimed {c['claimed']:.6g}")
-        if verdict.fix_tex:
-            click.echo(f"  corrected (checked like any claim): {verdict.fix_tex}")
-    sys.exit(verdict.exit_code)
+        return verify_blocks_claim(result, param, claim_text), None
+    verdict = verify_blocks_derivation(result, text, param)
+    return verdict, (lambda lang: feedback_blocks(result, verdict, text, lang)) \
+        if verdict.verdict != "unparseable" else None
+
+
+def _publish_feedback(feedback, derivation_path, lang, out_dir, pdf):
+    """The feedback document beside the verdict; its failure is reported and the verdict stands."""
+    import re
+    from pathlib import Path
+
+    from .documents import publish
+
+    if feedback is None:
+        click.echo("derive: no feedback document: a line could not be read (see the verdict)", err=True)
+        return
+    stem = re.sub(r"[^A-Za-z0-9_-]", "_", Path(derivation_path).stem)[:60] + "_feedback"
+    try:
+        for path in publish(feedback(lang), out_dir, stem, lang, pdf)[:2]:
+            if path:
+                click.echo(str(path), err=True)
+    except DeriveError as exc:
+        click.echo(f"derive: the feedback document was not written: {exc}", err=True)
 
 
 @main.command("demo")

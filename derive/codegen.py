@@ -156,9 +156,14 @@ HELPERS = {
 
 
 def generate(spec: NetworkSpec, layout: str = "column", dtype: str = "float64") -> str:
-    from .spec import require_dense
+    if not isinstance(spec, NetworkSpec):          # normalization, skips, recurrence, attention, feature maps
+        from .blocks.codegen import generate_blocks
+        from .errors import DeriveError
 
-    require_dense(spec, "derive.codegen.generate (for such a network call derive.blocks.codegen.generate_blocks)")
+        if layout != "column" or dtype != "float64":
+            raise DeriveError(f"{spec.name}: --layout and --dtype are for dense chains; a network with the newer "
+                              "layers is written in float64, in its notation's layout (rowvec: samples as rows)")
+        return generate_blocks(spec)
     if layout not in LAYOUTS:
         raise ValueError(f"layout {layout!r}; accepted: {', '.join(LAYOUTS)}")
     if dtype not in DTYPES:

@@ -21,7 +21,7 @@ from lark.exceptions import LarkError, VisitError
 from ..errors import DeriveError
 from ..readback import Judgement, PrintedEquation, ReadbackReport, printed_equations
 from ..rules import activation as activation_row, _softmax_np
-from .numbers import EPS, EvaluationError, Evaluator
+from .numbers import EPS, EvaluationError, Evaluator, _logsumexp
 from .symbols import Direct, LATEX
 from ..algebra import Partial
 
@@ -261,14 +261,18 @@ def _derivative_depth(node: Node) -> int:
 
 # ------------------------------------------------------------------ the notation: names -> quantities
 
-# printed base -> kind, and the kind a name takes in a layer of a given kind (u^l, v^l, k^l, K^l)
-ENTRY_KINDS = {"a": "a", "z": "z", r"\hat{z}": "zhat", "u": "u", "h": "h", r"\tilde{h}": "d", "r": "r", "w": "W",
-               "b": "b", r"\gamma": "gamma", r"\beta": "beta", r"\mu": "mu", "v": "var", r"\delta": "delta",
-               "q": "q", "k": "kk", "s": "sc", "p": "pr", "K": "K"}
-MATRIX_KINDS = {"A": "a", "Z": "z", r"\hat{Z}": "zhat", "U": "u", "H": "h", r"\tilde{H}": "d", "R": "r", "W": "W",
-                "b": "b", r"\gamma": "gamma", r"\beta": "beta", r"\mu": "mu", "v": "var", r"\Delta": "delta",
-                "Q": "q", "K": "K", "V": "v", "S": "sc", "P": "pr"}
-BY_LAYER_KIND = {("u", "rnn"): "U", ("U", "rnn"): "U", ("v", "attention"): "v", ("K", "attention"): "kk"}
+# printed base -> kind, read off the printer's own name table (symbols.LATEX: the notation, one place);
+# where two kinds print one name (u^l, v^l, K^l), the layer's kind decides (BY_LAYER_KIND)
+def _names(column: int) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for kind, forms in LATEX.items():
+        if kind not in ("WQ", "WK", "WV"):               # w^{Q,l}: read by its projection letter
+            out.setdefault(forms[column].split("^")[0], kind)
+    return out
+
+
+ENTRY_KINDS, MATRIX_KINDS = _names(0), _names(1)
+BY_LAYER_KIND = {("u", "rnn"): "U", ("U", "rnn"): "U", ("v", "attention"): "v", ("K", "conv"): "K"}
 QKV = {"Q": "WQ", "K": "WK", "V": "WV"}
 UNLABELED = {"x": ("a", 0), "X": ("a", 0), "y": ("y", None), "Y": ("y", None)}
 
@@ -495,7 +499,7 @@ class Reader:
             return max(self.at(**dict(zip(letters, combo))).scalar(node.args[0])
                        for combo in itertools.product(range(1, high + 1), repeat=len(letters)))
         if op == "function":
-            return float(self._function(node.data, np.asarray([[self.scalar(node.args[0])]]), node.args[0])[0, 0])
+            return float(self._function(node.data, np.asarray([[self.scalar(node.args[0])]]))[0, 0])
         if op == "clip":
             kappa = self.scalar(node.args[0])
             return float(np.clip(self.scalar(node.args[1]), -kappa, kappa))
@@ -559,28 +563,24 @@ class Reader:
             out.append(Reader(self.result, self.inst, self.env, values, self.budget).scalar(body))
         return (out[0] - out[1]) / (2 * EPS)
 
-    def _function(self, token: str, x: np.ndarray, arg: Node) -> np.ndarray:
+    def _function(self, token: str, x: np.ndarray) -> np.ndarray:
         prime = token.endswith("'")
         name = re.sub(r"\\operatorname\{|\}|'|\\", "", token)
-        if name.startswith("clip_"):
-            kappa = float(re.search(r"[0-9.]+", name).group(0))
-            return np.clip(x, -kappa, kappa)
         if name in ("exp", "log", "sign"):
             return {"exp": np.exp, "log": np.log, "sign": np.sign}[name](x)
         if name == "softmax":
             return _softmax_np(x)
         if name == "log_softmax":
-            top = x.max(axis=0, keepdims=True)
-            return x - top - np.log(np.exp(x - top).sum(axis=0, keepdims=True))
+            return x - _logsumexp(x)
         rows = {"ReLU": "relu", "LReLU": "leaky_relu", "softplus": "softplus", "id": "identity", "tanh": "tanh",
                 "sigma": "sigmoid"}
         if name not in rows:
             raise EvaluationError(f"unknown function {token}")
-        slope = self._slope(arg) if name == "LReLU" else None
+        slope = self._slope() if name == "LReLU" else None
         row = activation_row(rows[name], slope)
         return row.numpy_derivative(x) if prime else row.numpy(x)
 
-    def _slope(self, arg: Node):
+    def _slope(self):
         slopes = {layer.slope for layer in self.spec_layers if layer.activation == "leaky_relu"}
         if len(slopes) != 1:
             raise EvaluationError("the leaky ReLU's slope differs between layers")
@@ -642,8 +642,8 @@ class Reader:
             if m.flagged and node.data not in (r"\exp", r"\log"):
                 raise EvaluationError("a function of a matrix of unknown size")
             if self.row_layout and "softmax" in node.data:      # the row layout's softmax acts on each row
-                return Spread(self._function(node.data, m.value.T, node.args[0]).T, m.rows, m.cols)
-            return Spread(self._function(node.data, m.value, node.args[0]), m.rows, m.cols)
+                return Spread(self._function(node.data, m.value.T).T, m.rows, m.cols)
+            return Spread(self._function(node.data, m.value), m.rows, m.cols)
         raise EvaluationError(f"cannot evaluate {op} as a matrix")
 
     def _oriented(self, value: np.ndarray) -> Spread:

@@ -235,19 +235,26 @@ def _leading_number(node) -> tuple[Fraction, object]:
     return Fraction(1), node
 
 
-def _ratio(found: Finding) -> Fraction | None:
-    """claimed / expected when it is one simple number at every entry that tells."""
+def _uniform_ratio(found: Finding) -> float | None:
+    """claimed / expected when it is one number at every entry that tells (two at least: one number is
+    a multiple of any other)."""
     if found.left is None or found.right is None:
         return None
     expected, claimed = _values(found.left), _values(found.right)
     if expected.shape != claimed.shape:
         return None
     nonzero = np.abs(expected) > max(1e-7, 1e-3 * float(np.abs(expected).max()))
-    if np.count_nonzero(nonzero) < 2:         # one number is a multiple of any other
+    if np.count_nonzero(nonzero) < 2:
         return None
     ratios = claimed[nonzero] / expected[nonzero]
     ratio = float(np.median(ratios))
-    if not np.allclose(ratios, ratio, rtol=1e-4) or abs(ratio) < 1e-9:
+    return ratio if np.allclose(ratios, ratio, rtol=1e-4) and abs(ratio) > 1e-9 else None
+
+
+def _ratio(found: Finding) -> Fraction | None:
+    """The uniform ratio as a simple fraction (2.00001 from central differences is 2), or None."""
+    ratio = _uniform_ratio(found)
+    if ratio is None:
         return None
     simple = Fraction(ratio).limit_denominator(12)
     return simple if abs(float(simple) - ratio) <= 1e-4 * abs(ratio) else None
@@ -282,15 +289,12 @@ def _diagnosis(found: Finding, base: str) -> str:
         return base + ": it has the wrong sign"
     if expected.shape != claimed.shape:
         return base
-    nonzero = np.abs(expected) > max(1e-7, 1e-3 * float(np.abs(expected).max()))     # the entries that tell
-    if np.count_nonzero(nonzero) > 1:        # (one number is a multiple of any other)
-        ratios = claimed[nonzero] / expected[nonzero]
-        if np.allclose(ratios, ratios.flat[0], rtol=1e-4) and abs(ratios.flat[0]) > 1e-9:
-            ratio = float(np.median(ratios))
-            simple = Fraction(ratio).limit_denominator(12)          # 2.00001 from central differences is 2
-            shown = str(simple) if abs(float(simple) - ratio) <= 1e-4 * abs(ratio) else f"{ratio:.6g}"
-            return base + f": it is {shown} times the right value (a factor such as 1/m is missing or extra)"
-    if expected.shape == claimed.shape and expected.size > 1:
+    ratio = _uniform_ratio(found)
+    if ratio is not None:
+        simple = _ratio(found)
+        shown = str(simple) if simple is not None else f"{ratio:.6g}"
+        return base + f": it is {shown} times the right value (a factor such as 1/m is missing or extra)"
+    if expected.size > 1:
         worst = np.unravel_index(int(np.argmax(np.abs(expected - claimed))), expected.shape)
         entry = ", ".join(str(int(i) + 1) for i in worst)
         return base + f" (most at entry ({entry}): {expected[worst]:.6g} against {claimed[worst]:.6g})"

@@ -29,10 +29,8 @@ def spec_of(payload: dict):
     if example:
         if example not in example_names():
             raise RequestError(f"example {example!r} is not a built-in example; accepted: {', '.join(example_names())}")
-        spec = loads(example_text(example), f"{example}.yaml")
-    else:
-        spec = loads(text, "spec")
-    return spec
+        return loads(example_text(example), f"{example}.yaml")
+    return loads(text, "spec")
 
 
 def _is_blocks(result) -> bool:
@@ -213,14 +211,8 @@ def download(payload: dict) -> dict:
     lang, detail = payload.get("lang") or "en", payload.get("detail") or "normal"
     if kind == "py":
         from ..codegen import generate
-        from ..spec import NetworkSpec
 
-        if isinstance(s, NetworkSpec):
-            data = generate(s, layout=payload.get("layout") or "column").encode("utf-8")
-        else:
-            from ..blocks.codegen import generate_blocks
-
-            data = generate_blocks(s).encode("utf-8")
+        data = generate(s, layout=payload.get("layout") or "column").encode("utf-8")
         name = f"{s.name}.py"
     else:
         with tempfile.TemporaryDirectory(prefix="derive-download-") as folder:
